@@ -1,0 +1,98 @@
+"""`medtransfer` console command: tools around the runs (training itself is `python train.py`)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from medtransfer import settings
+from medtransfer.errors import MedTransferError
+
+CONF = settings.PROJECT_ROOT / "conf"
+
+
+def _load_group(group: str) -> dict:
+    from omegaconf import OmegaConf
+
+    return {p.stem: OmegaConf.load(p) for p in sorted((CONF / group).glob("*.yaml"))}
+
+
+def pretrain_list(args) -> int:
+    """Sources × encoders matrix: '✓' where the source has weights for the encoder."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from medtransfer.pretrain.registry import available_encoders
+
+    encoders = list(_load_group("encoder"))
+    table = Table(title="pretraining sources × encoders")
+    table.add_column("source", no_wrap=True)
+    table.add_column("kind")
+    for e in encoders:
+        table.add_column(e, justify="center")
+    for name, cfg in _load_group("pretrain").items():
+        avail = available_encoders(cfg)
+        table.add_row(name, str(cfg.get("kind", "")), *("✓" if avail == "all" or e in avail else "·" for e in encoders))
+    Console().print(table)
+    return 0
+
+
+def pretrain_fetch(args) -> int:
+    from medtransfer.errors import ConfigError, choices_msg
+    from medtransfer.pretrain.fetch import resolve, verify
+    from medtransfer.pretrain.registry import check_pretrain, file_spec, sources
+
+    all_sources = sources()
+    if args.name not in all_sources:
+        raise ConfigError(choices_msg("pretrain source", args.name, all_sources))
+    cfg = all_sources[args.name]
+    check_pretrain(cfg, args.encoder)
+    spec = file_spec(cfg, args.encoder)
+    if spec is None:
+        raise ConfigError(f"pretrain={args.name} has no file to fetch (nothing to download)")
+    path = resolve(args.name, args.encoder, spec)
+    verify(path, spec, args.name)
+    print(path)
+    return 0
+
+
+def pretrain_convert(args) -> int:
+    from medtransfer.pretrain.convert import convert
+
+    print(convert(args.file, args.source, args.encoder, args.out, trust_pickle=args.trust_pickle))
+    return 0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="medtransfer", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    pre = sub.add_parser("pretrain", help="pretraining sources").add_subparsers(dest="action", required=True)
+    pre.add_parser("list", help="sources × encoders matrix").set_defaults(fn=pretrain_list)
+    fetch = pre.add_parser("fetch", help="download (once) and verify a source's weights for an encoder")
+    fetch.add_argument("name")
+    fetch.add_argument("--encoder", required=True)
+    fetch.set_defaults(fn=pretrain_fetch)
+    conv = pre.add_parser("convert", help="convert a local checkpoint of a source's layout to canonical safetensors")
+    conv.add_argument("file")
+    conv.add_argument("--source", required=True)
+    conv.add_argument("--encoder", required=True)
+    conv.add_argument("--out", default=None)
+    conv.add_argument("--trust-pickle", action="store_true",
+                      help="allow a full (non weights-only) unpickle of a file you trust")
+    conv.set_defaults(fn=pretrain_convert)
+    from medtransfer.analysis.cli import add_parser as add_analyze
+    from medtransfer.report.cli import add_parser as add_report
+
+    add_report(sub)
+    add_analyze(sub)
+    args = parser.parse_args(argv)
+    fn = getattr(args, "fn", None) or args.func
+    try:
+        return fn(args)
+    except MedTransferError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,26 @@
+"""Error types whose message is the whole story: one line naming the file or option and the valid choices.
+
+They exist so the CLI can print them without a traceback and so tests can assert on them; raise them
+*before* any compute is spent (config time, data-listing time).
+"""
+
+
+class MedTransferError(Exception):
+    """Base class: a user-facing, one-line error."""
+
+
+class ConfigError(MedTransferError, ValueError):
+    """An unknown option, a missing setting or an impossible combination (e.g. an encoder/decoder pair)."""
+
+
+class DataError(MedTransferError, ValueError):
+    """A dataset file that cannot be used: missing, corrupt, or a mask that does not match its image."""
+
+
+class WeightsError(MedTransferError, RuntimeError):
+    """Pretrained weights that are missing (offline, not cached) or do not match the target model."""
+
+
+def choices_msg(what: str, value, choices) -> str:
+    """The house style for 'unknown option' errors."""
+    return f"unknown {what} {value!r}; valid choices: {', '.join(sorted(map(str, choices)))}"

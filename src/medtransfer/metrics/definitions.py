@@ -1,0 +1,48 @@
+"""The one place metric names and definitions are pinned.
+
+Why a separate module: the README table, ``results.json`` consumers and the metric code must agree on what
+"dice" means. Codebases disagree (per-image mean vs pixels pooled over the dataset; 0/0 → NaN, 0 or 1;
+``>`` vs ``>=`` at the threshold) and those choices move published numbers by more than the effects the
+studies look for. So every number medtransfer reports carries a name whose definition is written here, once.
+"""
+
+from __future__ import annotations
+
+#: Default binarisation threshold on foreground probabilities; a pixel is foreground iff ``prob >= THRESHOLD``
+#: (inclusive, like ``smp.metrics.get_stats``; equivalently ``logit >= 0``).
+THRESHOLD = 0.5
+
+#: Value of a per-image (or pooled) ratio whose denominator is zero: 1.0 if the image has no errors
+#: (fp + fn == 0), else 0.0. nnU-Net uses NaN + nanmean instead; we keep every image in the mean.
+EMPTY_POLICY = "0/0 -> 1.0 if the image has no errors (fp + fn == 0), else 0.0"
+
+METRIC_DOCS: dict[str, str] = {
+    # --- per-image means (the papers' convention: SSL4GIE, smp "*-imagewise", nnU-Net per-case) ---
+    "dice_per_image": "mean over images of 2TP/(2TP+FP+FN) at probability >= 0.5; "
+    "0/0 (both masks empty) -> 1",
+    "iou_per_image": "mean over images of TP/(TP+FP+FN) at probability >= 0.5; 0/0 (both masks empty) -> 1",
+    "precision": "per-image precision TP/(TP+FP) at probability >= 0.5, mean over images; "
+    "0/0 (empty prediction) -> 1 if the image has no errors (target also empty), else 0",
+    "recall": "per-image recall (sensitivity) TP/(TP+FN) at probability >= 0.5, mean over images; "
+    "0/0 (empty target) -> 1 if the image has no errors (prediction also empty), else 0",
+    "accuracy": "per-image pixel accuracy (TP+TN)/(H*W) at probability >= 0.5, mean over images",
+    # --- pooled over the dataset (MMSeg IoUMetric / smp "micro" style) ---
+    "dice_pooled": "2*sum(TP)/(2*sum(TP)+sum(FP)+sum(FN)) with counts summed over all pixels of all images "
+    "at probability >= 0.5; 0/0 -> 1",
+    "iou_pooled": "sum(TP)/(sum(TP)+sum(FP)+sum(FN)) with counts summed over all pixels of all images "
+    "at probability >= 0.5; 0/0 -> 1",
+    # --- counts that say how often the empty-mask policy applied ---
+    "n_images": "number of images evaluated",
+    "n_empty_target": "number of images whose target mask is empty (TP+FN == 0)",
+    "n_empty_both": "number of images whose target and prediction are both empty (Dice 0/0, scored 1)",
+    # --- surface distances (MONAI, evaluation only) ---
+    "hd95": "mean over images of the 95th-percentile symmetric Hausdorff distance between prediction and "
+    "target boundaries, max(P95(pred->target), P95(target->pred)), in spacing units (pixels unless "
+    "given); both empty -> 0, exactly one empty -> max possible distance (pixel-centre image diagonal)",
+    "assd": "mean over images of the average symmetric surface distance (mean of the pooled pred->target "
+    "and target->pred boundary distances), in spacing units; both empty -> 0, exactly one empty -> "
+    "max possible distance (pixel-centre image diagonal)",
+    "n_surface_both_empty": "images where prediction and target were both empty (hd95 = assd = 0)",
+    "n_surface_pred_empty": "images with an empty prediction but non-empty target (hd95 = assd = diagonal)",
+    "n_surface_target_empty": "images with an empty target but non-empty prediction (hd95 = assd = diagonal)",
+}

@@ -1,0 +1,172 @@
+"""Binary segmentation metrics from per-image confusion counts (definitions in :mod:`.definitions`).
+
+Why per-image counts as state (not running sums): the studies report *per-image means* (mean Dice over test
+images) and need the per-image values for paired tests between models; the pooled numbers follow from the
+same counts by summing. Keeping int64 counts (4 per image, plus a fixed-width id) is tiny and exact, and
+``dist_reduce_fx="cat"`` makes DDP gathering correct for both views.
+
+Image ids travel as fixed-width UTF-8 byte tensors (``ID_BYTES`` wide, zero padded) so they are gathered
+under DDP together with the counts and stay aligned with them. Note that a DistributedSampler may pad the
+last batch with repeated images; those repeats then appear twice (dedupe by id downstream if it matters).
+A rank that saw no images at all cannot take part in the gather (a torchmetrics limitation for list states);
+Lightning's DistributedSampler never produces that when the dataset has at least world-size images.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+from torchmetrics import Metric
+from torchmetrics.utilities import dim_zero_cat
+
+from .definitions import THRESHOLD
+
+#: Width of the per-image id state; longer ids (UTF-8 bytes) are rejected in ``update``.
+ID_BYTES = 256
+
+_COUNTS = ("tp", "fp", "fn", "tn")
+
+
+def confusion_counts(probs: Tensor, target: Tensor, threshold: float = THRESHOLD) -> Tensor:
+    """Per-image (TP, FP, FN, TN) as an int64 tensor of shape (B, 4); pred = ``probs >= threshold``.
+
+    ``probs`` and ``target`` are (B, 1, H, W); ``target`` holds only 0/1 (any dtype). Raises ValueError on a
+    shape mismatch, probabilities outside [0, 1] (e.g. logits passed by mistake) or NaN, or a non-binary
+    target: each of these would otherwise produce plausible-looking wrong numbers.
+    """
+    if probs.ndim != 4 or probs.shape[1] != 1:
+        raise ValueError(f"probs must be (B, 1, H, W) for binary segmentation, got {tuple(probs.shape)}")
+    if target.shape != probs.shape:
+        raise ValueError(f"target shape {tuple(target.shape)} != probs shape {tuple(probs.shape)}")
+    if not probs.is_floating_point():
+        raise ValueError(f"probs must be floating point probabilities, got dtype {probs.dtype}")
+    # Up-cast half types (exact; comparisons then work on every device); never down-cast float64, which would
+    # round values just below the threshold up onto it.
+    p = probs.detach()
+    if p.dtype in (torch.float16, torch.bfloat16):
+        p = p.float()
+    if not bool(((p >= 0) & (p <= 1)).all()):
+        raise ValueError("probs must lie in [0, 1] (apply sigmoid to logits first; NaN is rejected too)")
+    t = target.detach()
+    if t.dtype != torch.bool:
+        if not bool(((t == 0) | (t == 1)).all()):
+            raise ValueError("target must be binary (values 0/1)")
+        t = t == 1
+    pred = p >= threshold
+    dims = (1, 2, 3)
+    tp = (pred & t).sum(dims, dtype=torch.int64)
+    fp = (pred & ~t).sum(dims, dtype=torch.int64)
+    fn = (~pred & t).sum(dims, dtype=torch.int64)
+    tn = (~pred & ~t).sum(dims, dtype=torch.int64)
+    return torch.stack([tp, fp, fn, tn], dim=1)
+
+
+def safe_ratio(num: Tensor, den: Tensor, errors: Tensor) -> Tensor:
+    """``num / den`` in float64; where ``den == 0`` the value is 1.0 if ``errors == 0`` else 0.0 (the policy)."""
+    num, den = num.double(), den.double()
+    fallback = (errors == 0).double()
+    return torch.where(den > 0, num / den.clamp_min(1), fallback)
+
+
+def ratios_from_counts(counts: Tensor) -> dict[str, Tensor]:
+    """Per-row dice, iou, precision, recall, accuracy (float64) from (N, 4) TP/FP/FN/TN counts."""
+    tp, fp, fn, tn = counts.unbind(dim=1)
+    err = fp + fn
+    return {
+        "dice": safe_ratio(2 * tp, 2 * tp + fp + fn, err),
+        "iou": safe_ratio(tp, tp + fp + fn, err),
+        "precision": safe_ratio(tp, tp + fp, err),
+        "recall": safe_ratio(tp, tp + fn, err),
+        "accuracy": safe_ratio(tp + tn, tp + fp + fn + tn, err),
+    }
+
+
+def _encode_ids(ids: Sequence[str] | None, n: int, device: torch.device) -> Tensor:
+    out = torch.zeros((n, ID_BYTES), dtype=torch.uint8)
+    if ids is not None:
+        if isinstance(ids, str) or len(ids) != n:
+            raise ValueError(f"ids must be a list of {n} strings (one per image), got {ids!r}")
+        for i, s in enumerate(ids):
+            b = str(s).encode("utf-8")
+            if len(b) > ID_BYTES or b"\x00" in b:
+                raise ValueError(f"image id {s!r} is longer than {ID_BYTES} UTF-8 bytes or contains NUL")
+            out[i, : len(b)] = torch.frombuffer(bytearray(b), dtype=torch.uint8)
+    return out.to(device)
+
+
+def _decode_id(row: Tensor) -> str | None:
+    b = bytes(row.cpu().tolist()).rstrip(b"\x00")
+    return b.decode("utf-8") if b else None
+
+
+class SegMetrics(Metric):
+    """Binary segmentation metrics: per-image means and dataset-pooled Dice/IoU (see ``METRIC_DOCS``).
+
+    ``update(probs, target, ids=None)`` takes foreground probabilities (B, 1, H, W) in [0, 1] (any float
+    dtype, incl. float16/bfloat16) and a 0/1 target of the same shape. ``compute()`` returns a dict of
+    Python numbers (means as float, counts as int); with no images seen the means are NaN.
+    ``per_image()`` returns one row per image (id is None where none was given).
+    """
+
+    is_differentiable = False
+    higher_is_better = True
+    full_state_update = False
+
+    def __init__(self, threshold: float = THRESHOLD, **kwargs):
+        super().__init__(**kwargs)
+        if not 0.0 <= float(threshold) <= 1.0:
+            raise ValueError(f"threshold must be in [0, 1], got {threshold}")
+        self.threshold = float(threshold)
+        self.add_state("counts", default=[], dist_reduce_fx="cat")
+        self.add_state("ids", default=[], dist_reduce_fx="cat")
+
+    def update(self, probs: Tensor, target: Tensor, ids: Sequence[str] | None = None) -> None:
+        counts = confusion_counts(probs, target, self.threshold)
+        self.counts.append(counts)
+        self.ids.append(_encode_ids(ids, counts.shape[0], counts.device))
+
+    def _all_counts(self) -> Tensor:
+        if isinstance(self.counts, Tensor):  # after a DDP sync the list state is already concatenated
+            return self.counts
+        return dim_zero_cat(self.counts) if self.counts else torch.zeros((0, 4), dtype=torch.int64)
+
+    def compute(self) -> dict[str, float]:
+        counts = self._all_counts()
+        n = int(counts.shape[0])
+        tp, fp, fn, _ = counts.unbind(dim=1)
+        nan = float("nan")
+        per = ratios_from_counts(counts)
+        out = {
+            "dice_per_image": per["dice"].mean().item() if n else nan,
+            "iou_per_image": per["iou"].mean().item() if n else nan,
+            "precision": per["precision"].mean().item() if n else nan,
+            "recall": per["recall"].mean().item() if n else nan,
+            "accuracy": per["accuracy"].mean().item() if n else nan,
+        }
+        stp, sfp, sfn = tp.sum(), fp.sum(), fn.sum()
+        err = sfp + sfn
+        out["dice_pooled"] = safe_ratio(2 * stp, 2 * stp + sfp + sfn, err).item() if n else nan
+        out["iou_pooled"] = safe_ratio(stp, stp + sfp + sfn, err).item() if n else nan
+        out["n_images"] = n
+        out["n_empty_target"] = int(((tp + fn) == 0).sum())
+        out["n_empty_both"] = int(((tp + fn + fp) == 0).sum())
+        return out
+
+    def per_image(self) -> list[dict]:
+        """One dict per image in update order: id, tp, fp, fn, tn (int) and the five ratios (float).
+
+        Synced across processes under DDP (like ``compute``), so every rank gets all rows.
+        """
+        with self.sync_context(dist_sync_fn=self.dist_sync_fn, should_sync=self._to_sync, should_unsync=True):
+            counts = self._all_counts().cpu()
+            ids = self.ids if isinstance(self.ids, Tensor) else (dim_zero_cat(self.ids) if self.ids else None)
+        per = {k: v.tolist() for k, v in ratios_from_counts(counts).items()}
+        rows = []
+        for i, c in enumerate(counts.tolist()):
+            row = {"id": _decode_id(ids[i]) if ids is not None else None}
+            row.update(dict(zip(_COUNTS, c)))
+            row.update({k: per[k][i] for k in per})
+            rows.append(row)
+        return rows

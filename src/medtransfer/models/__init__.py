@@ -1,0 +1,30 @@
+"""Segmentation models: timm encoder adapters + smp decoders (+ FCN head, ViT feature pyramid).
+
+See README.md in this folder for the adapter choices (what runs where smp alone would fail).
+"""
+
+from medtransfer.models.encoders import EncoderSpec, TimmEncoder, ViTPyramidNeck
+from medtransfer.models.factory import (
+    DecoderSpec,
+    SegmentationModel,
+    available_decoders,
+    available_encoders,
+    build_model,
+    check_combination,
+    count_parameters,
+)
+from medtransfer.models.heads import FCNHead
+
+__all__ = [
+    "DecoderSpec",
+    "EncoderSpec",
+    "FCNHead",
+    "SegmentationModel",
+    "TimmEncoder",
+    "ViTPyramidNeck",
+    "available_decoders",
+    "available_encoders",
+    "build_model",
+    "check_combination",
+    "count_parameters",
+]

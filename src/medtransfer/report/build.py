@@ -1,0 +1,186 @@
+"""build_report(): runs → report.md + CSVs + figures/ in one folder; every file written atomically.
+
+Sections appear only when they have something to say (no OOD section without eval summaries), and the
+Failures section is always there when a run failed or is incomplete, so a broken cell is never silent.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from medtransfer.errors import ConfigError
+from medtransfer.report import _io, compare, plots, stats
+from medtransfer.report.collect import find_runs
+from medtransfer.report.tables import (
+    aggregate,
+    fmt,
+    fmt_p,
+    frame_markdown,
+    markdown_table,
+    pivot_cells,
+    runs_frame,
+    varying_keys,
+)
+
+
+@dataclass
+class ReportOptions:
+    rows: list[str] | None = None  # None → every condition key that varies (minus cols)
+    cols: list[str] = field(default_factory=list)
+    metrics: list[str] = field(default_factory=lambda: ["dice_per_image"])
+    baseline: str | None = "best"
+    scores: str | None = None
+    score_column: str | None = None
+    correlate: list[str] = field(default_factory=list)  # "metric_a:metric_b"
+    tol: float = 0.005
+    digits: int = 4
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name)
+
+
+def build_report(roots: list[str | Path], out: str | Path, opts: ReportOptions | None = None) -> dict:
+    """Write the report; returns {"report": path, "files": [...], "counts": {...}, "warnings": [...]}."""
+    opts = opts or ReportOptions()
+    out = Path(out)
+    runs, warnings = find_runs(roots)
+    if not runs:
+        raise ConfigError(f"no runs (results.json / config.yaml / .hydra) under {', '.join(map(str, roots))}")
+    df = runs_frame(runs, tol=opts.tol)
+    cols = list(opts.cols)
+    rows = list(opts.rows) if opts.rows is not None else [k for k in varying_keys(runs) if k not in cols]
+    keys = rows + cols
+    bad = [k for k in keys if k not in df.columns]
+    if bad:
+        raise ConfigError(f"--rows/--cols: {', '.join(bad)} not condition keys "
+                          f"({', '.join(k for k in df.columns if k not in ('study', 'seed'))[:200]})")
+    pooled = [k for k in varying_keys(runs) if k not in keys]
+    if pooled:
+        warnings.append(f"pooled over varying condition key(s) {', '.join(pooled)} (not in --rows/--cols)")
+    complete = df[df["status"] == "complete"]
+    for m in opts.metrics:
+        if m not in df.columns or (not complete.empty and complete[m].isna().all()):
+            warnings.append(f"metric {m!r} is missing from every complete run")
+            if m not in df.columns:
+                df[m] = float("nan")
+    files, md = [], []
+    fig_dir = out / "figures"
+
+    def rel(p: Path) -> str:
+        return p.relative_to(out).as_posix()
+
+    counts = df["status"].value_counts().to_dict()
+    md += ["# medtransfer report", "",
+           f"Generated {_dt.datetime.now().isoformat(timespec='seconds')} from {', '.join(map(str, roots))}.", "",
+           f"Runs: {len(df)} — " + ", ".join(f"{counts.get(s, 0)} {s}" for s in ("complete", "failed", "incomplete"))
+           + f". Studies: {', '.join(sorted({str(s) for s in df['study']}))}. Rows: {', '.join(rows) or '—'}"
+           + (f"; columns: {', '.join(cols)}" if cols else "") + ". Cells: mean ± std over seeds (n runs); "
+           "⚠ marks cells with failed or incomplete runs (see Failures).", ""]
+    files.append(_io.write_csv(out / "runs.csv", df))
+
+    # ---- tables + bars per metric
+    summary = []
+    for m in opts.metrics:
+        agg = aggregate(df, keys, m)
+        summary.append(agg)
+        header, body = pivot_cells(agg, rows, cols, opts.digits)
+        md += [f"## {m}", "", markdown_table(header, body), ""]
+        p = plots.bars(df, agg, rows, m, fig_dir / f"bars_{_safe(m)}.png", hue=cols)
+        if p:
+            files.append(p)
+            md += [f"![{m}]({rel(p)})", ""]
+    import pandas as pd
+
+    files.append(_io.write_csv(out / "summary.csv", pd.concat(summary, ignore_index=True)))
+
+    # ---- tests against the baseline (primary metric)
+    primary = opts.metrics[0]
+    tests, note = compare.tests_vs_baseline(df, keys, primary, compare.parse_baseline(opts.baseline))
+    md += [f"## Tests against the baseline ({primary})", "",
+           (f"Welch two-sample t-test over seeds (scipy.stats.ttest_ind, equal_var=False; paper 004's protocol); "
+            f"{note}. p_holm: Holm-adjusted over the comparisons below. Wilcoxon: signed-rank test on per-image "
+            "Dice paired by image id (each image averaged over seeds), where both have test_per_image.csv."), ""]
+    if not tests.empty:
+        show = tests.drop(columns=["metric"]).copy()
+        for c in ("p", "p_holm", "wilcoxon_p"):
+            show[c] = [fmt_p(v) for v in show[c]]
+        md += [frame_markdown(show, opts.digits), ""]
+        files.append(_io.write_csv(out / "tests.csv", tests))
+    else:
+        md += ["No comparison possible (the baseline group has no complete runs, or there is one group only).", ""]
+
+    # ---- convergence
+    conv = compare.convergence_table(df, keys)
+    md += ["## Convergence", "",
+           (f"Epochs until validation Dice is within {opts.tol:.1%} of its best (papers 003/004), recomputed "
+            "from each run's val_history."), ""]
+    if not conv.empty and conv["n"].sum():
+        md += [frame_markdown(conv, 2), ""]
+        files.append(_io.write_csv(out / "convergence.csv", conv))
+    p = plots.learning_curves(runs, rows + cols, fig_dir / "learning_curves.png")
+    if p:
+        files.append(p)
+        md += [f"![learning curves]({rel(p)})", ""]
+
+    # ---- per-image distributions
+    images = compare.per_image_dice(df, keys)
+    p = plots.per_image_box(images, keys, fig_dir / "per_image_dice.png")
+    if p:
+        files.append(p)
+        md += ["## Per-image Dice", "", f"![per-image Dice]({rel(p)})", ""]
+
+    # ---- Spearman: user scores, metric pairs
+    if opts.scores:
+        table, rho, col = compare.score_correlation(df, opts.scores, primary, opts.score_column)
+        md += [f"## Pretraining score vs transfer ({col} vs {primary})", "",
+               f"Spearman ρ = {fmt(rho['rho'], 3)}, p = {fmt_p(rho['p'])}, n = {rho['n']} (paper 000).", "",
+               frame_markdown(table, opts.digits), ""]
+        table["spearman_rho"], table["spearman_p"] = rho["rho"], rho["p"]
+        files.append(_io.write_csv(out / "scores_spearman.csv", table))
+    if opts.correlate:
+        corr = []
+        for pair in opts.correlate:
+            a, _, b = pair.partition(":")
+            if not b or a not in df.columns or b not in df.columns:
+                raise ConfigError(f"--correlate {pair!r}: expected METRIC_A:METRIC_B, both columns of runs.csv")
+            corr.append({"metric_a": a, "metric_b": b, **compare.metric_correlation(df, keys, a, b)})
+        corr = pd.DataFrame(corr)
+        md += ["## Correlations between metrics (Spearman ρ over group means)", "", frame_markdown(corr, 3), ""]
+        files.append(_io.write_csv(out / "correlations.csv", corr))
+
+    # ---- ID vs OOD
+    for name in compare.eval_sets(df):
+        table, rho = compare.ood_ranks(df, keys, primary, name)
+        if table.empty:
+            continue
+        md += [f"## In-distribution vs {name} ({primary})", "",
+               (f"Ranks (1 = best) on the training dataset's test split and on {name} (eval.py); rank_shift = "
+                f"id_rank - ood_rank, positive = climbs out of distribution (paper 002). Spearman ρ(ID, OOD) = "
+                f"{fmt(rho['rho'], 3)}, p = {fmt_p(rho['p'])}, n = {rho['n']}."), "",
+               frame_markdown(table, opts.digits), ""]
+        files.append(_io.write_csv(out / f"ood_{_safe(name)}.csv", table))
+        p = plots.rank_slope(table, keys, name, fig_dir / f"rank_shift_{_safe(name)}.png")
+        if p:
+            files.append(p)
+            md += [f"![rank shift {name}]({rel(p)})", ""]
+
+    # ---- failures, warnings
+    failed = df[df["status"] != "complete"]
+    if not failed.empty:
+        md += ["## Failures", "", markdown_table(
+            ["status", *keys, "seed", "error", "run dir"],
+            [[r["status"], *[r[k] for k in keys], r["seed"], r["error"] or "", r["run_dir"]]
+             for r in failed.to_dict("records")]), ""]
+    if warnings:
+        md += ["## Warnings", ""] + [f"- {w}" for w in warnings] + [""]
+    md += ["## Files", ""] + [f"- `{rel(Path(f))}`" for f in files] + ["- `report.md`", ""]
+    report = _io.write_text(out / "report.md", "\n".join(md))
+    return {"report": report, "files": [*files, report], "counts": counts, "warnings": warnings,
+            "primary": primary, "significant": int((tests["p"] < 0.05).sum()) if not tests.empty else 0}
+
+
+__all__ = ["ReportOptions", "build_report", "stats"]

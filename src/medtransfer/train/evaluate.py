@@ -1,0 +1,105 @@
+"""`python eval.py ckpt=... dataset=...`: any checkpoint on any dataset (in- or out-of-distribution, paper 002).
+
+A plain inference loop (no Trainer): the checkpoint carries its resolved config, so the model is rebuilt
+exactly; the dataset may differ from the training one. Writes per_image.csv and summary.json atomically.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig, OmegaConf
+
+from medtransfer.errors import ConfigError
+from medtransfer.train.results import write_json_atomic
+
+log = logging.getLogger("medtransfer")
+
+
+def load_checkpoint(path: str | Path):
+    """(model in eval mode, the training config) from a medtransfer Lightning checkpoint."""
+    from medtransfer.models import build_model
+
+    path = Path(path)
+    if path.is_dir():  # a run directory: its best checkpoint
+        path = path / "checkpoints" / "best.ckpt"
+    if not path.is_file():
+        raise ConfigError(f"ckpt={path}: no such file (give a .ckpt file or a run directory)")
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    train_cfg = (ckpt.get("hyper_parameters") or {}).get("cfg")
+    if not train_cfg:
+        raise ConfigError(f"ckpt={path}: not a medtransfer checkpoint (no hyper_parameters.cfg)")
+    train_cfg = OmegaConf.create(train_cfg)
+    model = build_model(train_cfg.encoder, train_cfg.decoder, num_classes=int(train_cfg.dataset.num_classes),
+                        image_size=int(train_cfg.image_size))
+    state = {k[len("model."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
+    model.load_state_dict(state, strict=True)
+    return model.eval(), train_cfg
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def evaluate(cfg: DictConfig) -> dict:
+    from medtransfer.data import SegDataModule, validate_dataset_cfg
+    from medtransfer.metrics import SegMetrics, surface_metrics
+    from medtransfer.pretrain import normalisation
+    from medtransfer.train.run import _per_image_csv, summarise_surface
+
+    model, train_cfg = load_checkpoint(cfg.ckpt)
+    dataset_cfg = OmegaConf.to_container(cfg.dataset if cfg.get("dataset") else train_cfg.dataset, resolve=True)
+    same = dataset_cfg["name"] == train_cfg.dataset.name
+    if cfg.split is not None:
+        dataset_cfg["split"] = cfg.split
+    elif not same:
+        dataset_cfg["split"] = "all"
+    validate_dataset_cfg(dataset_cfg)
+    mean, std = normalisation(train_cfg.pretrain, train_cfg.encoder.name)
+    seed = int(train_cfg.seed)
+    dm = SegDataModule(dataset_cfg, image_size=int(train_cfg.image_size), augment="none",
+                       batch_size=int(cfg.batch_size), num_workers=int(cfg.num_workers), seed=seed, mean=mean, std=std)
+    dm.prepare_data()
+    dm.setup("test")
+    ckpt = Path(cfg.ckpt).resolve()
+    run_dir = ckpt if ckpt.is_dir() else ckpt.parent.parent
+    out_dir = Path(cfg.out_dir) if cfg.out_dir else run_dir / "eval" / (
+        f"{dataset_cfg['name']}-{dataset_cfg['split']}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    device = _device(cfg.device)
+    model.to(device)
+    metrics, surface = SegMetrics(threshold=float(cfg.threshold)), []
+    pred_dir = out_dir / "predictions"
+    with torch.inference_mode():
+        for batch in dm.test_dataloader():
+            logits = model(batch["image"].to(device)).float()
+            for i, mask in enumerate(batch["mask_native"]):
+                h, w = mask.shape[-2:]
+                prob = torch.sigmoid(F.interpolate(logits[i : i + 1], size=(h, w), mode="bilinear",
+                                                   align_corners=False)).cpu()
+                target = mask.reshape(1, 1, h, w)
+                metrics.update(prob, target, [batch["id"][i]])
+                pred = (prob[0, 0] >= float(cfg.threshold)).numpy()
+                if cfg.surface:
+                    surface.append({"id": batch["id"][i], **surface_metrics(pred, target[0, 0].numpy() > 0)})
+                if cfg.save_predictions:
+                    from PIL import Image
+
+                    pred_dir.mkdir(exist_ok=True)
+                    Image.fromarray((pred * 255).astype("uint8")).save(pred_dir / f"{batch['id'][i]}.png")
+    summary = {k: (int(v) if k.startswith("n_") else float(v)) for k, v in metrics.compute().items()}
+    if cfg.surface:
+        summary.update(summarise_surface(surface))
+    record = {"ckpt": str(ckpt), "dataset": dataset_cfg["name"], "split": dataset_cfg["split"],
+              "trained_on": train_cfg.dataset.name, "condition": OmegaConf.to_container(train_cfg.condition),
+              "seed": seed, "metrics": summary, "split_detail": dm.split.to_dict()}
+    _per_image_csv(out_dir / "per_image.csv", metrics.per_image(), surface)
+    write_json_atomic(out_dir / "summary.json", record)
+    print(f"[medtransfer] eval {dataset_cfg['name']}/{dataset_cfg['split']}: dice_per_image="
+          f"{summary['dice_per_image']:.4f} → {out_dir}")
+    return record

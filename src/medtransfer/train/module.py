@@ -1,0 +1,107 @@
+"""The LightningModule for binary segmentation: loss, param groups, schedule, metrics.
+
+Task-specific parts (loss, metrics, how a prediction meets the native-resolution mask) live here, so a
+classification task (paper 004) is another module next to this one, not a branch inside it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+
+from medtransfer.metrics import SegMetrics, surface_metrics
+
+
+class SegmentationModule(L.LightningModule):
+    def __init__(self, model: torch.nn.Module, loss: torch.nn.Module, optimizer: Callable, schedule: Callable,
+                 encoder_lr_factor: float = 1.0, threshold: float = 0.5, monitor: str = "val/dice_per_image",
+                 eval_surface: bool = False, cfg: dict | None = None):
+        super().__init__()
+        # the resolved config travels inside every checkpoint: eval.py rebuilds the model from it
+        self.save_hyperparameters({"cfg": cfg or {}})
+        self.model, self.loss = model, loss
+        self.optimizer_factory, self.schedule_factory = optimizer, schedule
+        self.encoder_lr_factor, self.threshold, self.monitor = encoder_lr_factor, threshold, monitor
+        self.eval_surface = eval_surface
+        self.val_metrics = SegMetrics(threshold=threshold)
+        self.test_metrics = SegMetrics(threshold=threshold)
+        self.val_history: list[dict] = []  # per-epoch validation metrics (convergence, learning curves)
+        self.test_surface: list[dict] = []
+        self._train_images = 0
+        self._train_time = 0.0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+    # ---- training -------------------------------------------------------------------------------------
+    def on_train_batch_start(self, batch, batch_idx):
+        self._t0 = time.perf_counter()
+
+    def training_step(self, batch, batch_idx):
+        logits = self(batch["image"])
+        loss = self.loss(logits, batch["mask"])
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(batch["image"]))
+        return loss
+
+    def on_train_batch_end(self, outputs, batch, batch_idx):
+        self._train_time += time.perf_counter() - self._t0
+        self._train_images += len(batch["image"])
+
+    # ---- validation -----------------------------------------------------------------------------------
+    def validation_step(self, batch, batch_idx):
+        logits = self(batch["image"])
+        self.log("val/loss", self.loss(logits, batch["mask"]), on_epoch=True, batch_size=len(batch["image"]))
+        self.val_metrics.update(torch.sigmoid(logits.float()), batch["mask"], batch.get("id"))
+
+    def on_validation_epoch_end(self):
+        values = self.val_metrics.compute()
+        self.val_metrics.reset()
+        scalars = {f"val/{k}": float(v) for k, v in values.items() if not k.startswith("n_")}
+        self.log_dict(scalars, prog_bar=False)
+        self.log("val/dice", scalars["val/dice_per_image"], prog_bar=True)
+        if not self.trainer.sanity_checking:
+            self.val_history.append({"epoch": self.current_epoch, **{k[4:]: v for k, v in scalars.items()}})
+
+    # ---- test at native mask resolution ---------------------------------------------------------------
+    def test_step(self, batch, batch_idx):
+        logits = self(batch["image"]).float()
+        ids = batch.get("id") or [str(i) for i in range(len(logits))]
+        for i, mask in enumerate(batch["mask_native"]):
+            h, w = mask.shape[-2:]
+            prob = torch.sigmoid(F.interpolate(logits[i : i + 1], size=(h, w), mode="bilinear",
+                                               align_corners=False))
+            target = mask.reshape(1, 1, h, w).to(prob.device)
+            self.test_metrics.update(prob, target, [ids[i]])
+            if self.eval_surface:
+                pred = (prob[0, 0] >= self.threshold).cpu().numpy()
+                self.test_surface.append({"id": ids[i], **surface_metrics(pred, target[0, 0].cpu().numpy() > 0)})
+
+    def on_test_epoch_end(self):
+        values = self.test_metrics.compute()
+        self.log_dict({f"test/{k}": float(v) for k, v in values.items()})
+
+    # ---- optimisation ---------------------------------------------------------------------------------
+    def configure_optimizers(self):
+        groups = self.model.param_groups()
+        base_lr = self.optimizer_factory.keywords.get("lr") if hasattr(self.optimizer_factory, "keywords") else None
+        param_groups = []
+        for name, params in groups.items():
+            params = [p for p in params if p.requires_grad]
+            if not params:
+                continue
+            group = {"params": params, "name": name}
+            if name == "encoder" and base_lr is not None:
+                group["lr"] = base_lr * self.encoder_lr_factor
+            param_groups.append(group)
+        optimizer = self.optimizer_factory(param_groups)
+        sched = self.schedule_factory(optimizer, total_steps=max(1, int(self.trainer.estimated_stepping_batches)),
+                                      monitor=self.monitor)
+        return {"optimizer": optimizer, "lr_scheduler": sched}
+
+    @property
+    def train_images_per_second(self) -> float | None:
+        return self._train_images / self._train_time if self._train_time else None

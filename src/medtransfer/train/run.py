@@ -1,0 +1,178 @@
+"""One job: `run(cfg)` turns a composed config into a trained, tested, recorded run directory.
+
+The run directory is deterministic (runs/<study>/<condition>/seed<k>/): a complete results.json means
+"done, skip"; a last.ckpt without one means "resume from it" with the same W&B run id.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import time
+import traceback
+import uuid
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from medtransfer.train.results import (
+    RESULTS, base_record, epochs_to_converge, read_results, write_json_atomic,
+)
+from medtransfer.train.validate import validate
+
+log = logging.getLogger("medtransfer")
+
+
+def _loggers(cfg: DictConfig, run_dir: Path, cfg_dict: dict):
+    from lightning.pytorch.loggers import CSVLogger, WandbLogger
+
+    loggers = []
+    if cfg.logger.get("csv"):
+        loggers.append(CSVLogger(save_dir=str(run_dir), name="", version=""))  # → run_dir/metrics.csv
+    wb = cfg.logger.get("wandb")
+    if wb:
+        id_file = run_dir / "wandb_id.txt"
+        if id_file.is_file():
+            run_id = id_file.read_text().strip()
+        else:
+            run_id = uuid.uuid4().hex[:8]  # stored so a resumed job continues the same W&B run
+            id_file.write_text(run_id)
+        cond = cfg_dict["condition"]
+        tags = [f"{k}={v}" for k, v in cond.items() if v is not None] + [f"seed={cfg.seed}"]
+        loggers.append(WandbLogger(
+            save_dir=str(run_dir), project=wb.project, entity=wb.get("entity"), group=wb.group,
+            job_type=wb.get("job_type", "train"), name=f"{Path(run_dir).parent.name}/seed{cfg.seed}", id=run_id,
+            resume="allow", tags=tags, config=cfg_dict, log_model=False,
+        ))
+    return loggers
+
+
+def _finish_wandb() -> None:
+    """Close the W&B run so the next job of a multirun gets its own (wandb#1314, LHT#289)."""
+    import sys
+
+    if "wandb" in sys.modules:
+        import wandb
+
+        if wandb.run is not None:
+            wandb.finish()
+
+
+def _per_image_csv(path: Path, rows: list[dict], surface: list[dict]) -> None:
+    by_id = {s["id"]: s for s in surface}
+    merged = [{**r, **{k: v for k, v in by_id.get(r.get("id"), {}).items() if k != "id"}} for r in rows]
+    if not merged:
+        return
+    fields = list(dict.fromkeys(k for r in merged for k in r))
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fields)
+        w.writeheader()
+        w.writerows(merged)
+    tmp.replace(path)
+
+
+def summarise_surface(surface: list[dict]) -> dict:
+    from medtransfer.metrics import aggregate_surface
+
+    agg = aggregate_surface(surface)
+    agg.pop("n_images")
+    return agg
+
+
+def run(cfg: DictConfig) -> dict:
+    validate(cfg)
+    run_dir = Path(cfg.run_dir)
+    done = read_results(run_dir)
+    if done and done.get("status") == "complete" and not cfg.get("force", False):
+        log.info("skip: %s is complete (results.json)", run_dir)
+        return done
+    run_dir.mkdir(parents=True, exist_ok=True)
+    cfg_dict = OmegaConf.to_container(cfg, resolve=True)
+    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg_dict))
+    record = base_record(cfg_dict, cfg.study, int(cfg.seed))
+    t0 = time.time()
+    try:
+        record.update(_fit_and_test(cfg, cfg_dict, run_dir))
+        record["status"] = "complete"
+    except BaseException as e:  # record every failure (incl. KeyboardInterrupt), then re-raise
+        record.update(status="failed", error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc())
+        raise
+    finally:
+        record["wall_time_s"] = time.time() - t0
+        write_json_atomic(run_dir / RESULTS, record)
+        _finish_wandb()
+    log.info("results: %s", run_dir / RESULTS)
+    return record
+
+
+def _fit_and_test(cfg: DictConfig, cfg_dict: dict, run_dir: Path) -> dict:
+    import hydra
+    import lightning as L
+    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+
+    from medtransfer.data import SegDataModule
+    from medtransfer.models import build_model, count_parameters
+    from medtransfer.pretrain import apply_finetune, load_pretrained, normalisation
+    from medtransfer.train.module import SegmentationModule
+
+    L.seed_everything(int(cfg.seed), workers=True)
+    mean, std = normalisation(cfg.pretrain, cfg.encoder.name)
+    dm = SegDataModule(cfg.dataset, image_size=int(cfg.image_size), augment=cfg.augment.name,
+                       batch_size=int(cfg.batch_size), num_workers=int(cfg.num_workers), seed=int(cfg.seed),
+                       mean=mean, std=std)
+    model = build_model(cfg.encoder, cfg.decoder, num_classes=int(cfg.dataset.num_classes),
+                        image_size=int(cfg.image_size))
+    pretrain_record = load_pretrained(model, cfg.pretrain, cfg.encoder.name)
+    finetune_record = apply_finetune(model, cfg.finetune, pretrain_record)
+    module = SegmentationModule(
+        model=model, loss=hydra.utils.instantiate(cfg.loss), optimizer=hydra.utils.instantiate(cfg.optimizer),
+        schedule=hydra.utils.instantiate(cfg.schedule), encoder_lr_factor=float(cfg.encoder_lr_factor),
+        threshold=float(cfg.threshold), monitor=cfg.monitor, eval_surface=bool(cfg.eval_surface), cfg=cfg_dict,
+    )
+    ckpt_dir = run_dir / "checkpoints"
+    ckpt = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=cfg.monitor, mode="max", save_last=True,
+                           auto_insert_metric_name=False, enable_version_counter=False)
+    callbacks = [ckpt]
+    trainer_kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
+    patience = trainer_kwargs.pop("early_stopping_patience", None)
+    if patience:
+        callbacks.append(EarlyStopping(monitor=cfg.monitor, mode="max", patience=int(patience)))
+    loggers = _loggers(cfg, run_dir, cfg_dict)
+    trainer = L.Trainer(**{k: v for k, v in trainer_kwargs.items() if v is not None}, callbacks=callbacks,
+                        logger=loggers or False, default_root_dir=str(run_dir))
+    last = ckpt_dir / "last.ckpt"
+    resume = str(last) if last.is_file() else None
+    if resume:
+        log.info("resuming from %s", resume)
+    trainer.fit(module, datamodule=dm, ckpt_path=resume)
+    dm.save_split(run_dir / "split.json")
+    train_ips = module.train_images_per_second
+    best_path = ckpt.best_model_path or (str(last) if last.is_file() else None)
+    trainer.test(module, datamodule=dm, ckpt_path=best_path, verbose=False)
+
+    test = module.test_metrics.compute()
+    test = {k: (int(v) if k.startswith("n_") else float(v)) for k, v in test.items()}
+    if cfg.eval_surface:
+        test.update(summarise_surface(module.test_surface))
+    _per_image_csv(run_dir / "test_per_image.csv", module.test_metrics.per_image(), module.test_surface)
+
+    key = cfg.monitor.split("/", 1)[1]
+    history = module.val_history
+    best = max(history, key=lambda h: h.get(key, float("-inf"))) if history else {}
+    split = dm.split.to_dict()
+    return {
+        "split": {"name": split.get("name"), "seed": split.get("seed"), "sha256": split.get("sha256"),
+                  "n_train": len(dm.split.train), "n_val": len(dm.split.val), "n_test": len(dm.split.test)},
+        "pretrain": pretrain_record,
+        "finetune": finetune_record,
+        "params": count_parameters(model),
+        "metrics": {"val_best": {k: v for k, v in best.items() if k != "epoch"}, "test": test,
+                    "val_history": history},
+        "best_epoch": best.get("epoch"),
+        "epochs": trainer.current_epoch,
+        "epochs_to_converge": epochs_to_converge(history, key),
+        "train_images_per_s": train_ips,
+        "checkpoints": {"best": best_path, "last": str(last) if last.is_file() else None},
+        "device": str(trainer.strategy.root_device),
+    }

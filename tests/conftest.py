@@ -1,0 +1,30 @@
+"""Offline, quiet, isolated: every test runs without network and writes only under tmp dirs."""
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ["WANDB_MODE"] = "offline"
+os.environ["NO_ALBUMENTATIONS_UPDATE"] = "1"
+os.environ.setdefault("WANDB_SILENT", "true")
+
+import pytest  # noqa: E402
+
+from medtransfer import settings  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _isolated_dirs(tmp_path_factory, monkeypatch):
+    """Cache and runs go to a per-session tmp dir, never the user's home (the data root stays as configured)."""
+    base = tmp_path_factory.getbasetemp()
+    monkeypatch.setenv(settings.CACHE_DIR, str(base / "cache"))
+    monkeypatch.setenv(settings.RUNS_ROOT, str(base / "runs"))
+    monkeypatch.setenv("WANDB_DIR", str(base / "wandb"))
+
+
+@pytest.fixture(scope="session")
+def shared_data():
+    """The real dataset copies (../shared/data via .env); tests that need them skip cleanly when absent."""
+    root = settings.data_root(required=False)
+    if root is None or not root.is_dir():
+        pytest.skip(f"real data not available ({settings.DATA_ROOT} unset or missing)")
+    return root

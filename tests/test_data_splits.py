@@ -1,0 +1,138 @@
+"""splits: determinism, disjointness, published counts, group integrity, nested n_train, JSON round-trip."""
+
+from pathlib import Path
+
+import pytest
+
+from medtransfer.data.datasets import DATASETS, Sample
+from medtransfer.data.splits import (
+    GENERIC_SPLITS,
+    GroupSplit,
+    ListSplit,
+    Split,
+    load_split,
+    make_split,
+    natural_key,
+)
+from medtransfer.errors import ConfigError, DataError
+
+P = Path("/nonexistent")
+
+
+def fake(n, groups=None):
+    return [Sample(str(i), P, P, group=None if groups is None else str(i // groups)) for i in range(n)]
+
+
+def parts(s):
+    return s.train, s.val, s.test
+
+
+def test_random_split_deterministic_and_disjoint():
+    samples = fake(100)
+    for name in ("random_80_20", "random_80_10_10"):
+        a = make_split("x", name, GENERIC_SPLITS[name], samples, P, seed=0)
+        b = make_split("x", name, GENERIC_SPLITS[name], list(reversed(samples)), P, seed=0)  # order-free
+        c = make_split("x", name, GENERIC_SPLITS[name], samples, P, seed=1)
+        assert parts(a) == parts(b) and a.sha256 == b.sha256
+        assert parts(a) != parts(c) and a.sha256 != c.sha256
+        tr, va, te = map(set, parts(a))
+        assert not (tr & va or tr & te or va & te) and tr | va | te == {s.id for s in samples}
+    a = make_split("x", "random_80_10_10", GENERIC_SPLITS["random_80_10_10"], samples, P, seed=0)
+    assert (a.n_train, a.n_val, a.n_test) == (80, 10, 10)
+    b = make_split("x", "random_80_20", GENERIC_SPLITS["random_80_20"], samples, P, seed=0, val_fraction=0.1)
+    assert (b.n_train, b.n_val, b.n_test) == (72, 8, 20) and b.source["val_carved_from_train"]
+
+
+def test_all_split_is_all_test():
+    s = make_split("x", "all", GENERIC_SPLITS["all"], fake(7), P, seed=0)
+    assert (s.n_train, s.n_val, s.n_test) == (0, 0, 7)
+
+
+def test_n_train_subsample_deterministic_nested_subset():
+    samples, scheme = fake(200), GENERIC_SPLITS["random_80_10_10"]
+    full = make_split("x", "r", scheme, samples, P, seed=3)
+    s50 = make_split("x", "r", scheme, samples, P, seed=3, n_train=50)
+    s20 = make_split("x", "r", scheme, samples, P, seed=3, n_train=20)
+    assert s50.train == make_split("x", "r", scheme, samples, P, seed=3, n_train=50).train
+    assert len(s50.train) == 50 and set(s50.train) <= set(full.train)
+    assert set(s20.train) <= set(s50.train)  # nested: a low-data curve changes one thing
+    assert (s50.val, s50.test) == (full.val, full.test)  # n_train never moves val/test
+    assert s50.train != make_split("x", "r", scheme, samples, P, seed=4, n_train=50).train
+    with pytest.raises(ConfigError, match="n_train=999 exceeds the 160"):
+        make_split("x", "r", scheme, samples, P, seed=3, n_train=999)
+
+
+def test_group_split_keeps_groups_whole():
+    samples = fake(300, groups=10)  # 30 groups of 10
+    s = make_split("x", "g", GroupSplit(), samples, P, seed=0)
+    group_of = {x.id: x.group for x in samples}
+    seen = [{group_of[i] for i in p} for p in parts(s)]
+    assert not (seen[0] & seen[1] or seen[0] & seen[2] or seen[1] & seen[2])
+    assert s.n_val > 0 and s.n_test > 0 and abs(s.n_train - 240) <= 20
+
+
+def test_group_split_small_dataset_fills_every_part():
+    for seed in range(5):
+        s = make_split("x", "g", GroupSplit(), fake(12, groups=3), P, seed=seed)  # 4 groups of 3
+        assert s.n_train >= 3 and s.n_val == 3 and s.n_test == 3
+
+
+def test_list_split_unknown_id_is_data_error(tmp_path):
+    (tmp_path / "tr.txt").write_text("0\n1\nzzz\n")
+    (tmp_path / "te.txt").write_text("2\n")
+    with pytest.raises(DataError, match="tr.txt: 1 listed id"):
+        make_split("x", "l", ListSplit("tr.txt", "te.txt"), fake(3), tmp_path, seed=0)
+
+
+def test_natural_sort():
+    assert sorted(["10", "2", "1", "a10", "a2"], key=natural_key) == ["1", "2", "10", "a2", "a10"]
+
+
+def test_split_json_round_trip(tmp_path):
+    s = make_split("x", "random_80_20", GENERIC_SPLITS["random_80_20"], fake(30), P, seed=5, n_train=10)
+    path = s.save(tmp_path / "run" / "split.json")
+    assert [p.name for p in path.parent.iterdir()] == ["split.json"]  # no temp file left behind
+    back = load_split(path)
+    assert back == s and back.sha256 == s.sha256
+    d = s.to_dict()
+    assert d["counts"] == {"train": 10, "val": 2, "test": 6} and d["seed"] == 5
+    d["train"] = d["train"][1:]
+    with pytest.raises(DataError, match="sha256 does not match"):
+        Split.from_dict(d)
+
+
+def _list(name, root):
+    return DATASETS[name].list_samples(root / name, {})
+
+
+def test_medico2020_counts_on_real_data(shared_data):
+    spec = DATASETS["kvasir_seg"]
+    samples = _list("kvasir_seg", shared_data)
+    s = make_split(
+        "kvasir_seg",
+        "medico2020",
+        spec.splits["medico2020"],
+        samples,
+        shared_data / "kvasir_seg",
+        seed=0,
+        val_fraction=0.1,
+    )
+    assert (s.n_train, s.n_val, s.n_test) == (792, 88, 120)
+    assert set(s.source["files"]) == {"splits/train.txt", "splits/val.txt"}
+    p = make_split("kvasir_seg", "pranet", spec.splits["pranet"], samples, shared_data / "kvasir_seg", seed=0)
+    assert (p.n_train + p.n_val, p.n_test) == (900, 100)
+
+
+def test_clinicdb_sequence_split_on_real_data(shared_data):
+    spec = DATASETS["cvc_clinicdb"]
+    samples = _list("cvc_clinicdb", shared_data)
+    assert len(samples) == 612 and {s.image.suffix for s in samples} == {".tif", ".png"}
+    s = make_split(
+        "cvc_clinicdb", "sequence", spec.splits["sequence"], samples, shared_data / "cvc_clinicdb", seed=0
+    )
+    seq = {x.id: x.group for x in samples}
+    groups = [{seq[i] for i in p} for p in parts(s)]
+    assert not (groups[0] & groups[1] or groups[0] & groups[2] or groups[1] & groups[2])
+    assert sum(map(len, groups)) == 29 and s.n_train + s.n_val + s.n_test == 612
+    assert 0.7 < s.n_train / 612 < 0.9 and s.n_val > 0 and s.n_test > 0
+    assert "sequences.csv" in s.source["files"]

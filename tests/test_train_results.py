@@ -1,0 +1,30 @@
+import json
+import os
+
+import pytest
+
+from medtransfer.train.results import epochs_to_converge, read_results, write_json_atomic
+
+
+def test_epochs_to_converge_uses_logged_epochs_and_half_percent_tolerance():
+    hist = [{"epoch": 0, "dice_per_image": 0.50}, {"epoch": 2, "dice_per_image": 0.797},
+            {"epoch": 4, "dice_per_image": 0.80}, {"epoch": 6, "dice_per_image": 0.79}]
+    # best 0.80; within 0.5%: >= 0.796 → epoch 2 (0-based) → 3 epochs trained
+    assert epochs_to_converge(hist) == 3
+    assert epochs_to_converge(hist, tol=0.0) == 5
+    assert epochs_to_converge([]) is None
+    assert epochs_to_converge([{"epoch": 0, "dice_per_image": float("nan")}]) is None
+
+
+def test_atomic_write_never_leaves_a_partial_file(tmp_path, monkeypatch):
+    path = tmp_path / "results.json"
+    write_json_atomic(path, {"status": "complete", "x": 1})
+
+    def boom(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", boom)
+    with pytest.raises(OSError):
+        write_json_atomic(path, {"status": "failed"})
+    assert read_results(tmp_path) == {"status": "complete", "x": 1}
+    assert json.loads(path.read_text())["status"] == "complete"

@@ -1,0 +1,171 @@
+"""End to end: a smoke fit writes a complete run directory; a 2×2 multirun gives 4 runs; eval.py evaluates a
+checkpoint on another dataset; bad input fails in one line before compute."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from PIL import Image
+
+from medtransfer import settings
+from medtransfer.train import resolvers  # noqa: F401
+
+ROOT = settings.PROJECT_ROOT
+
+
+def _cfg(overrides):
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        return compose(config_name="train", overrides=overrides)
+
+
+def _env(tmp: Path) -> dict:
+    env = dict(os.environ)
+    env.update({settings.RUNS_ROOT: str(tmp / "runs"), settings.CACHE_DIR: str(tmp / "cache"),
+                "WANDB_MODE": "offline", "HF_HUB_OFFLINE": "1", "NO_ALBUMENTATIONS_UPDATE": "1",
+                "WANDB_SILENT": "true", "PYTHONWARNINGS": "ignore"})
+    return env
+
+
+def _cli(script, args, tmp, check=True):
+    p = subprocess.run([sys.executable, str(ROOT / script), *args], cwd=ROOT, env=_env(tmp), capture_output=True,
+                       text=True, timeout=900)
+    if check and p.returncode != 0:
+        raise AssertionError(f"{script} {args} failed ({p.returncode}):\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}")
+    return p
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    from medtransfer.train.run import run
+
+    tmp = tmp_path_factory.mktemp("smoke")
+    os.environ[settings.RUNS_ROOT] = str(tmp / "runs")
+    try:
+        cfg = _cfg(["experiment=smoke", "logger=wandb", "trainer.max_epochs=2"])
+        run_dir = Path(cfg.run_dir)
+        record = run(cfg)
+    finally:
+        os.environ.pop(settings.RUNS_ROOT, None)
+    return run_dir, record
+
+
+def test_smoke_fit_writes_a_complete_run_directory(smoke_run):
+    run_dir, record = smoke_run
+    assert record["status"] == "complete" and record["error"] is None
+    for f in ["results.json", "config.yaml", "split.json", "metrics.csv", "test_per_image.csv",
+              "checkpoints/best.ckpt", "checkpoints/last.ckpt"]:
+        assert (run_dir / f).is_file(), f
+    assert list((run_dir / "wandb").glob("offline-run-*/run-*.wandb")), "no offline W&B run"
+    on_disk = json.loads((run_dir / "results.json").read_text())
+    assert on_disk["condition"] == {"encoder": "r18", "decoder": "unet", "pretrain": "scratch", "finetune": "full",
+                                    "dataset": "synthetic", "n_train": None, "fold": None}
+    test = on_disk["metrics"]["test"]
+    for k in ["dice_per_image", "iou_per_image", "precision", "recall", "accuracy", "dice_pooled", "hd95", "assd"]:
+        assert 0 <= test[k] or k in {"hd95", "assd"}, k
+        assert test[k] == test[k], f"{k} is NaN"
+    assert on_disk["params"]["total"] == on_disk["params"]["trainable"] > 1_000_000
+    assert on_disk["epochs"] == 2 and len(on_disk["metrics"]["val_history"]) == 2
+    assert on_disk["best_epoch"] in (0, 1) and on_disk["versions"]["torch"].startswith("2.14")
+    split = json.loads((run_dir / "split.json").read_text())
+    assert on_disk["split"]["n_test"] == len(split["test"]) > 0
+    assert on_disk["metrics"]["test"]["n_images"] == min(len(split["test"]), 2 * 4)  # limit_test_batches=2, bs 4
+
+
+def test_rerun_skips_a_complete_run(smoke_run, monkeypatch):
+    from medtransfer.train.run import run
+
+    run_dir, record = smoke_run
+    monkeypatch.setenv(settings.RUNS_ROOT, str(run_dir.parents[2]))
+    cfg = _cfg(["experiment=smoke", "logger=wandb", "trainer.max_epochs=2"])
+    assert Path(cfg.run_dir) == run_dir
+    mtime = (run_dir / "results.json").stat().st_mtime
+    assert run(cfg)["wall_time_s"] == record["wall_time_s"]
+    assert (run_dir / "results.json").stat().st_mtime == mtime
+
+
+def test_eval_cli_on_another_dataset(smoke_run, tmp_path):
+    run_dir, _ = smoke_run
+    out = tmp_path / "eval"
+    p = _cli("eval.py", [f"ckpt={run_dir}", "dataset=synthetic", "dataset.data_seed=7",
+                         f"out_dir={out}", "surface=true"], tmp_path)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["split"] == "all" or summary["split"] == "random_80_10_10"
+    assert summary["metrics"]["n_images"] > 0 and 0 <= summary["metrics"]["dice_per_image"] <= 1
+    rows = (out / "per_image.csv").read_text().splitlines()
+    assert rows[0].startswith("id,") and len(rows) == summary["metrics"]["n_images"] + 1
+    assert "dice_per_image=" in p.stdout
+
+
+def test_multirun_2x2_gives_four_runs(tmp_path):
+    _cli("train.py", ["-m", "encoder=r18,r50", "decoder=unet,deeplabv3plus", "dataset=synthetic", "trainer=smoke",
+                      "study=grid", "batch_size=4", "eval_surface=false"], tmp_path)
+    results = sorted((tmp_path / "runs" / "grid").glob("*/seed0/results.json"))
+    assert len(results) == 4
+    conds = {(json.loads(r.read_text())["condition"]["encoder"], json.loads(r.read_text())["condition"]["decoder"])
+             for r in results}
+    assert conds == {("r18", "unet"), ("r18", "deeplabv3plus"), ("r50", "unet"), ("r50", "deeplabv3plus")}
+    assert all(json.loads(r.read_text())["status"] == "complete" for r in results)
+    wandb_runs = list((tmp_path / "runs" / "grid").glob("*/seed0/wandb/offline-run-*"))
+    assert len(wandb_runs) == 4 and len({p.name.rsplit("-", 1)[1] for p in wandb_runs}) == 4
+
+
+def test_unknown_option_fails_naming_choices(tmp_path):
+    p = _cli("train.py", ["encoder=resnet9000", "dataset=synthetic"], tmp_path, check=False)
+    assert p.returncode != 0
+    assert "encoder/resnet9000" in p.stderr and "r50" in p.stderr
+
+
+def test_impossible_combination_rejects_whole_sweep_before_any_job(tmp_path):
+    # the first cell (64 px) is fine; the second (80 px) cannot build: nothing may run
+    p = _cli("train.py", ["-m", "encoder=r18", "image_size=64,80", "dataset=synthetic", "trainer=smoke",
+                          "study=bad"], tmp_path, check=False)
+    assert p.returncode != 0
+    err = p.stderr.strip().splitlines()[-1]
+    assert "sweep rejected before any job ran" in err and "image_size=80" in err and "multiple of 32" in err
+    assert not (tmp_path / "runs" / "bad").exists() or not list((tmp_path / "runs" / "bad").rglob("results.json"))
+
+
+def _folder_dataset(root: Path, n=8, size=32):
+    import numpy as np
+
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(root / "images" / f"{i}.png")
+        m = np.zeros((size, size), np.uint8)
+        m[8:20, 8:20] = 255
+        Image.fromarray(m).save(root / "masks" / f"{i}.png")
+
+
+def test_corrupt_image_fails_naming_the_file(tmp_path):
+    data = tmp_path / "folder"
+    _folder_dataset(data)
+    (data / "images" / "3.png").write_bytes(b"not a png at all")
+    p = _cli("train.py", ["dataset=folder", f"dataset.root={data}", "encoder=r18", "decoder=unet", "trainer=smoke",
+                          "logger=none", "image_size=32"], tmp_path, check=False)
+    assert p.returncode != 0
+    assert "3.png" in p.stderr and "cannot decode" in p.stderr
+
+
+def test_size_mismatched_mask_fails_naming_the_file(tmp_path):
+    data = tmp_path / "folder"
+    _folder_dataset(data)
+    Image.new("L", (31, 32)).save(data / "masks" / "5.png")
+    p = _cli("train.py", ["dataset=folder", f"dataset.root={data}", "encoder=r18", "decoder=unet", "trainer=smoke",
+                          "logger=none", "image_size=32"], tmp_path, check=False)
+    assert p.returncode != 0 and "5.png" in p.stderr
+
+
+@pytest.mark.parametrize("dataset", ["kvasir_seg", "cvc_clinicdb"])
+def test_smoke_run_on_real_data(dataset, shared_data, tmp_path):
+    _cli("train.py", [f"dataset={dataset}", "encoder=r18", "decoder=unet", "trainer=smoke", "logger=csv",
+                      "image_size=64", "study=real", "trainer.max_epochs=1", "eval_surface=false"], tmp_path)
+    (res,) = (tmp_path / "runs" / "real").glob("*/seed0/results.json")
+    rec = json.loads(res.read_text())
+    assert rec["status"] == "complete" and rec["condition"]["dataset"] == dataset
+    assert rec["split"]["n_test"] == {"kvasir_seg": 120, "cvc_clinicdb": rec["split"]["n_test"]}[dataset]
