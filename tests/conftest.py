@@ -19,6 +19,8 @@ def _isolated_dirs(tmp_path_factory, monkeypatch):
     monkeypatch.setenv(settings.CACHE_DIR, str(base / "cache"))
     monkeypatch.setenv(settings.RUNS_ROOT, str(base / "runs"))
     monkeypatch.setenv("WANDB_DIR", str(base / "wandb"))
+    # wandb.init exports WANDB_SERVICE; a later test's subprocess jobs would attach to this process's service
+    monkeypatch.delenv("WANDB_SERVICE", raising=False)
 
 
 @pytest.fixture(scope="session")

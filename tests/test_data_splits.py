@@ -136,3 +136,30 @@ def test_clinicdb_sequence_split_on_real_data(shared_data):
     assert sum(map(len, groups)) == 29 and s.n_train + s.n_val + s.n_test == 612
     assert 0.7 < s.n_train / 612 < 0.9 and s.n_val > 0 and s.n_test > 0
     assert "sequences.csv" in s.source["files"]
+
+
+def test_kfold_partitions_train_val_like_nnunet():
+    from medtransfer.data.splits import kfold
+
+    folds = kfold([str(i) for i in range(10)], 3, seed=12345)
+    assert [len(f["val"]) for f in folds] == [4, 3, 3]  # sklearn KFold sizes: first n % k one larger
+    vals = [set(f["val"]) for f in folds]
+    assert set().union(*vals) == {str(i) for i in range(10)} and sum(map(len, vals)) == 10
+    for f in folds:
+        assert set(f["train"]) | set(f["val"]) == {str(i) for i in range(10)} and not set(f["train"]) & set(f["val"])
+    assert kfold([str(i) for i in reversed(range(10))], 3, seed=12345) == folds  # order-free
+    assert kfold([str(i) for i in range(10)], 3, seed=1) != folds
+
+
+def test_fold_split_keeps_test_and_is_independent_of_run_seed():
+    samples = fake(50)
+    scheme = GENERIC_SPLITS["random_80_20"]
+    base = make_split("x", "random_80_20", scheme, samples, P, seed=0)
+    f1 = make_split("x", "random_80_20", scheme, samples, P, seed=0, fold=1, folds=5)
+    assert f1.test == base.test and set(f1.train) | set(f1.val) == set(base.train) | set(base.val)
+    assert f1.n_val == 8 and f1.source["fold"] == 1 and len(f1.source["all_folds"]) == 5
+    assert f1.source["all_folds"][1]["val"] == f1.val
+    other_fold = make_split("x", "random_80_20", scheme, samples, P, seed=0, fold=2, folds=5)
+    assert not set(other_fold.val) & set(f1.val)
+    with pytest.raises(ConfigError, match=r"dataset.fold=5: expected 0..4"):
+        make_split("x", "random_80_20", scheme, samples, P, seed=0, fold=5, folds=5)

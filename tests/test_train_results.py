@@ -28,3 +28,13 @@ def test_atomic_write_never_leaves_a_partial_file(tmp_path, monkeypatch):
         write_json_atomic(path, {"status": "failed"})
     assert read_results(tmp_path) == {"status": "complete", "x": 1}
     assert json.loads(path.read_text())["status"] == "complete"
+
+
+def test_wandb_tags_respect_the_64_character_limit():
+    from medtransfer.train.run import wandb_tags
+
+    extra = "decoder.kwargs.decoder_channels=[256,128,64,32,16];" + "optimizer.lr=0.01;" + "x" * 80 + "=1"
+    tags = wandb_tags({"encoder": "r50", "n_train": None, "extra": extra}, 3)
+    assert tags[0] == "encoder=r50" and "optimizer.lr=0.01" in tags and tags[-1] == "seed=3"
+    assert "decoder.kwargs.decoder_channels=[256,128,64,32,16]" in tags
+    assert all(1 <= len(t) <= 64 for t in tags) and not any(t.startswith("n_train") for t in tags)

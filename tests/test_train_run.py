@@ -23,7 +23,8 @@ def _cfg(overrides):
 
 
 def _env(tmp: Path) -> dict:
-    env = dict(os.environ)
+    # not the pytest process's W&B service (wandb.init exports WANDB_SERVICE): jobs must start their own
+    env = {k: v for k, v in os.environ.items() if k != "WANDB_SERVICE"}
     env.update({settings.RUNS_ROOT: str(tmp / "runs"), settings.CACHE_DIR: str(tmp / "cache"),
                 "WANDB_MODE": "offline", "HF_HUB_OFFLINE": "1", "NO_ALBUMENTATIONS_UPDATE": "1",
                 "WANDB_SILENT": "true", "PYTHONWARNINGS": "ignore"})
@@ -62,7 +63,7 @@ def test_smoke_fit_writes_a_complete_run_directory(smoke_run):
     assert list((run_dir / "wandb").glob("offline-run-*/run-*.wandb")), "no offline W&B run"
     on_disk = json.loads((run_dir / "results.json").read_text())
     assert on_disk["condition"] == {"encoder": "r18", "decoder": "unet", "pretrain": "scratch", "finetune": "full",
-                                    "dataset": "synthetic", "n_train": None, "fold": None}
+                                    "dataset": "synthetic", "n_train": None, "fold": None, "extra": None}
     test = on_disk["metrics"]["test"]
     for k in ["dice_per_image", "iou_per_image", "precision", "recall", "accuracy", "dice_pooled", "hd95", "assd"]:
         assert 0 <= test[k] or k in {"hd95", "assd"}, k
@@ -111,6 +112,18 @@ def test_multirun_2x2_gives_four_runs(tmp_path):
     assert all(json.loads(r.read_text())["status"] == "complete" for r in results)
     wandb_runs = list((tmp_path / "runs" / "grid").glob("*/seed0/wandb/offline-run-*"))
     assert len(wandb_runs) == 4 and len({p.name.rsplit("-", 1)[1] for p in wandb_runs}) == 4
+
+
+def test_sweeping_a_hyperparameter_gives_one_run_per_value(tmp_path):
+    # without the lr in the condition both jobs would share one run dir and the second would skip
+    _cli("train.py", ["-m", "optimizer.lr=0.01,0.001", "dataset=synthetic", "trainer=smoke", "logger=none",
+                      "trainer.max_epochs=1", "trainer.limit_train_batches=1", "eval_surface=false", "study=lr"],
+         tmp_path)
+    runs = [json.loads(p.read_text()) for p in (tmp_path / "runs" / "lr").glob("*/seed0/results.json")]
+    assert sorted(r["condition"]["extra"] for r in runs) == [
+        "optimizer.lr=0.001;trainer.limit_train_batches=1;trainer.max_epochs=1",
+        "optimizer.lr=0.01;trainer.limit_train_batches=1;trainer.max_epochs=1"]
+    assert sorted(r["config"]["optimizer"]["lr"] for r in runs) == [0.001, 0.01]
 
 
 def test_unknown_option_fails_naming_choices(tmp_path):
@@ -169,3 +182,79 @@ def test_smoke_run_on_real_data(dataset, shared_data, tmp_path):
     rec = json.loads(res.read_text())
     assert rec["status"] == "complete" and rec["condition"]["dataset"] == dataset
     assert rec["split"]["n_test"] == {"kvasir_seg": 120, "cvc_clinicdb": rec["split"]["n_test"]}[dataset]
+
+
+def test_unfinished_run_resumes_from_last_checkpoint_with_same_wandb_id(tmp_path, monkeypatch):
+    from medtransfer.train.run import run
+
+    monkeypatch.setenv(settings.RUNS_ROOT, str(tmp_path / "runs"))
+    cfg = _cfg(["experiment=smoke", "logger=wandb", "study=resume", "eval_surface=false"])
+    run_dir = Path(cfg.run_dir)
+    first = run(cfg)
+    run_id = (run_dir / "wandb_id.txt").read_text()
+    (run_dir / "results.json").unlink()  # as if the job was killed after its last checkpoint
+    second = run(cfg)
+    assert second["status"] == "complete" and second["resumed_from"] == str(run_dir / "checkpoints/last.ckpt")
+    assert first["resumed_from"] is None and second["epochs"] == first["epochs"]
+    assert (run_dir / "wandb_id.txt").read_text() == run_id
+    assert {p.name.rsplit("-", 1)[1] for p in (run_dir / "wandb").glob("offline-run-*")} == {run_id}
+
+
+def test_truncated_last_checkpoint_is_set_aside_not_resumed(tmp_path, monkeypatch):
+    from medtransfer.train.run import run
+
+    monkeypatch.setenv(settings.RUNS_ROOT, str(tmp_path / "runs"))
+    cfg = _cfg(["experiment=smoke", "logger=none", "study=trunc", "eval_surface=false", "trainer.max_epochs=1"])
+    run_dir = Path(cfg.run_dir)
+    run(cfg)
+    last = run_dir / "checkpoints/last.ckpt"
+    last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])  # killed mid-save
+    (run_dir / "results.json").unlink()
+    again = run(cfg)
+    assert again["status"] == "complete" and again["resumed_from"] is None
+    assert len(list((run_dir / "checkpoints").glob("last.ckpt.corrupt-*"))) == 1
+
+
+def _kill_processes_mentioning(text: str) -> None:
+    import signal
+
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit() and int(proc.name) != os.getpid():
+            try:
+                cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                env = (proc / "environ").read_bytes().decode(errors="replace")
+            except OSError:
+                continue
+            if text in cmd or text in env:
+                try:
+                    os.kill(int(proc.name), signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+
+
+def test_interrupted_submitit_sweep_rerun_completes_without_duplicates(tmp_path):
+    import time
+
+    args = [sys.executable, str(ROOT / "train.py"), "-m", "launcher=submitit_local", "encoder=r18,r50", "seed=0,1",
+            "dataset=synthetic", "trainer=smoke", "logger=wandb", "study=sub", "eval_surface=false"]
+    p = subprocess.Popen(args, cwd=ROOT, env=_env(tmp_path), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                         start_new_session=True)
+    study = tmp_path / "runs" / "sub"
+    deadline = time.time() + 600
+    while time.time() < deadline and not list(study.glob("*/seed*/results.json")):
+        time.sleep(0.5)
+    _kill_processes_mentioning(str(tmp_path))  # the launcher and its job processes: an interrupted sweep
+    p.wait(timeout=60)
+    first = {r.parent: r.stat().st_mtime for r in study.glob("*/seed*/results.json")
+             if json.loads(r.read_text())["status"] == "complete"}
+    assert 1 <= len(first) < 4, "the sweep was not interrupted after its first job"
+
+    rerun = subprocess.run(args, cwd=ROOT, env=_env(tmp_path), capture_output=True, text=True, timeout=900)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    results = sorted(study.glob("*/seed*/results.json"))
+    assert len(results) == 4 and len({r.parent for r in results}) == 4
+    assert all(json.loads(r.read_text())["status"] == "complete" for r in results)
+    assert all(r.stat().st_mtime == first[r.parent] for r in results if r.parent in first)  # skipped, not re-run
+    for r in results:
+        ids = {p.name.rsplit("-", 1)[1] for p in (r.parent / "wandb").glob("offline-run-*")}
+        assert ids == {(r.parent / "wandb_id.txt").read_text()}  # a resumed job continues its W&B run

@@ -20,6 +20,9 @@ DEFAULTS = {
     "split_seed": None,  # null → the run seed
     "val_fraction": 0.1,
     "n_train": None,
+    "fold": None,  # k-fold cross-validation: which fold is val (null: no CV)
+    "folds": 5,
+    "folds_seed": 12345,  # nnU-Net's: the folds are the same for every run seed
     "num_classes": 1,
 }
 
@@ -83,6 +86,9 @@ def validate_dataset_cfg(dataset_cfg: Mapping) -> None:
             "valid choices: 1"
         )
     _int_or_none(cfg, "n_train", 1)
+    _int_or_none(cfg, "folds", 2)
+    _int_or_none(cfg, "folds_seed", 0)
+    _int_or_none(cfg, "fold", 0, int(cfg["folds"]) - 1)
     _int_or_none(cfg, "split_seed", 0)
     _int_or_none(cfg, "image_size", 16, 4096)
     if spec.generated:

@@ -178,6 +178,9 @@ class SegDataModule(L.LightningDataModule):
             seed=self.split_seed,
             val_fraction=float(self.cfg["val_fraction"]),
             n_train=self.cfg["n_train"],
+            fold=self.cfg["fold"],
+            folds=int(self.cfg["folds"]),
+            folds_seed=int(self.cfg["folds_seed"]),
         )
 
     def save_split(self, path: str | Path) -> Path:

@@ -287,6 +287,23 @@ def load_split(path: str | Path) -> Split:
     return Split.from_dict(d)
 
 
+def kfold(ids, folds: int, seed: int) -> list[dict[str, list[str]]]:
+    """nnU-Net's cross-validation folds: sklearn KFold(n_splits, shuffle=True, random_state=seed) semantics
+    over the sorted ids — one seeded shuffle, then contiguous chunks, the first n % k one id larger."""
+    ids = sorted_ids(ids)
+    n = len(ids)
+    if folds < 2 or folds > n:
+        raise ConfigError(f"dataset.folds={folds}: expected 2..{n} (the train+val part has {n} images)")
+    perm = np.random.default_rng(seed).permutation(n)
+    out, start = [], 0
+    for k in range(folds):
+        size = n // folds + (1 if k < n % folds else 0)
+        held = set(perm[start : start + size].tolist())
+        out.append({"train": [ids[i] for i in range(n) if i not in held], "val": sorted_ids(ids[i] for i in held)})
+        start += size
+    return out
+
+
 def make_split(
     dataset: str,
     scheme_name: str,
@@ -296,14 +313,28 @@ def make_split(
     seed: int,
     val_fraction: float = 0.1,
     n_train: int | None = None,
+    fold: int | None = None,
+    folds: int = 5,
+    folds_seed: int = 12345,
 ) -> Split:
-    """Scheme → parts, then (if no val part) seeded val carve from train, then seeded n_train subsample."""
+    """Scheme → parts, then (if no val part) seeded val carve from train, then seeded n_train subsample.
+
+    With `fold`, train+val are pooled and split into `folds` cross-validation folds (fixed `folds_seed`, as
+    nnU-Net's 12345, so folds are the same for every run seed); fold k is the val part, the test part is
+    untouched, and all folds are recorded in the split (nnU-Net's splits_final.json).
+    """
     parts = scheme.parts(samples, root, seed)
     train = sorted_ids(parts.get("train", []))
     val = sorted_ids(parts.get("val", []))
     test = sorted_ids(parts.get("test", []))
     carved = False
-    if "val" not in parts and train and val_fraction > 0:
+    all_folds = None
+    if fold is not None:
+        all_folds = kfold(train + val, folds, folds_seed)
+        if not 0 <= fold < folds:
+            raise ConfigError(f"dataset.fold={fold}: expected 0..{folds - 1} (dataset.folds={folds}) or null")
+        train, val = sorted_ids(all_folds[fold]["train"]), all_folds[fold]["val"]
+    elif "val" not in parts and train and val_fraction > 0:
         k = max(1, round(val_fraction * len(train))) if len(train) > 1 else 0
         perm = rng_for(seed, _STREAM_VAL).permutation(len(train))
         val = sorted_ids(train[i] for i in perm[:k])
@@ -338,6 +369,8 @@ def make_split(
         "n_train": n_train,
         "train_pool": pool,
     }
+    if all_folds is not None:
+        source.update(fold=fold, folds=folds, folds_seed=folds_seed, all_folds=all_folds)
     return Split(
         name=scheme_name, seed=int(seed), dataset=dataset, train=train, val=val, test=test, source=source
     )

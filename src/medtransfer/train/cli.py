@@ -14,12 +14,23 @@ from medtransfer.train import resolvers  # noqa: F401
 CONF_DIR = str(settings.PROJECT_ROOT / "conf")
 
 
+def _multirun() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
 def _report(fn, cfg):
     try:
         return fn(cfg)
     except MedTransferError as e:
         # one line, no traceback: the message names the option/file and the valid choices
         print(f"error: {e}", file=sys.stderr)
+        if _multirun():
+            # let the launcher record this job as failed and go on with the others (SystemExit would end the
+            # whole sweep); results.json already says status=failed with this error
+            raise
         raise SystemExit(2) from None
 
 

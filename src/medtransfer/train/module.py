@@ -19,7 +19,7 @@ from medtransfer.metrics import SegMetrics, surface_metrics
 class SegmentationModule(L.LightningModule):
     def __init__(self, model: torch.nn.Module, loss: torch.nn.Module, optimizer: Callable, schedule: Callable,
                  encoder_lr_factor: float = 1.0, threshold: float = 0.5, monitor: str = "val/dice_per_image",
-                 eval_surface: bool = False, cfg: dict | None = None):
+                 eval_surface: bool = False, cfg: dict | None = None, channels_last: bool = False):
         super().__init__()
         # the resolved config travels inside every checkpoint: eval.py rebuilds the model from it
         self.save_hyperparameters({"cfg": cfg or {}})
@@ -27,6 +27,7 @@ class SegmentationModule(L.LightningModule):
         self.optimizer_factory, self.schedule_factory = optimizer, schedule
         self.encoder_lr_factor, self.threshold, self.monitor = encoder_lr_factor, threshold, monitor
         self.eval_surface = eval_surface
+        self.channels_last = channels_last
         self.val_metrics = SegMetrics(threshold=threshold)
         self.test_metrics = SegMetrics(threshold=threshold)
         self.val_history: list[dict] = []  # per-epoch validation metrics (convergence, learning curves)
@@ -35,6 +36,8 @@ class SegmentationModule(L.LightningModule):
         self._train_time = 0.0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         return self.model(x)
 
     # ---- training -------------------------------------------------------------------------------------

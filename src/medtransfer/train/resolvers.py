@@ -5,6 +5,7 @@ Registered on import of `medtransfer.train`, before Hydra composes anything.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 
@@ -16,7 +17,17 @@ from medtransfer import settings
 # No "=" in it (design.md had one): Hydra's override grammar rejects "=" in values, so `eval.py ckpt=<run dir>`
 # would need quoting.
 SLUG_KEYS = {"encoder": "enc", "decoder": "dec", "pretrain": "pre", "finetune": "ft", "dataset": "ds",
-             "n_train": "n", "fold": "fold"}
+             "n_train": "n", "fold": "fold", "extra": "x"}
+OPTIONAL_KEYS = {"fold", "extra"}
+MAX_SLUG = 160  # left out of the slug when null
+
+# Command-line overrides that do not change what is being measured: they never enter the condition.
+# Everything else a user overrides (optimizer.lr=..., image_size=..., augment=...) does, so `-m optimizer.lr=a,b`
+# gives two conditions, two run directories and two report rows instead of one directory the second job skips.
+NOT_CONDITION = ("seed", "study", "experiment", "logger", "launcher", "hydra", "paths", "num_workers", "force",
+                 "eval_surface", "dataset.root", "trainer", "trainer.accelerator", "trainer.devices",
+                 "trainer.strategy", "trainer.enable_progress_bar", "trainer.log_every_n_steps", "trainer.num_nodes")
+CONDITION_AXES = ("encoder", "decoder", "pretrain", "finetune", "dataset", "dataset.n_train", "dataset.fold")
 
 
 def condition_slug(condition) -> str:
@@ -26,12 +37,38 @@ def condition_slug(condition) -> str:
     parts = []
     for key, short in SLUG_KEYS.items():
         value = condition.get(key)
-        if key == "fold" and value is None:
+        if key in OPTIONAL_KEYS and value is None:
             continue
         parts.append(f"{short}-{'all' if value is None else value}")
     extra = sorted(k for k in condition if k not in SLUG_KEYS)
     parts += [f"{k}-{condition[k]}" for k in extra]
-    return re.sub(r"[^A-Za-z0-9._+-]", "-", "_".join(parts))
+    slug = re.sub(r"[^A-Za-z0-9._+-]", "-", "_".join(parts))
+    if len(slug) > MAX_SLUG:  # file names stop at 255 bytes (e.g. a checkpoint path in extra): keep it unique
+        slug = f"{slug[:MAX_SLUG - 13]}-{hashlib.sha256(slug.encode()).hexdigest()[:12]}"
+    return slug
+
+
+def condition_extra(overrides: list[str] | None = None) -> str | None:
+    """The overrides of this job that change the science but are not a named condition axis, or None.
+
+    Read from the running Hydra job (its own overrides, e.g. `optimizer.lr=0.01`); outside a Hydra app
+    (compose in tests and notebooks) there are none.
+    """
+    if overrides is None:
+        from hydra.core.hydra_config import HydraConfig
+
+        if not HydraConfig.initialized():
+            return None
+        overrides = list(HydraConfig.get().overrides.task)
+    keep = []
+    for o in overrides:
+        key = o.split("=", 1)[0].lstrip("+~")
+        if key in CONDITION_AXES or key.startswith(tuple(k + "." for k in ("logger", "launcher", "hydra", "paths"))):
+            continue
+        if key in NOT_CONDITION:
+            continue
+        keep.append(o.lstrip("+"))
+    return ";".join(sorted(keep)) or None  # ";": list values such as [256,128] contain commas
 
 
 def auto_workers() -> int:
@@ -55,6 +92,7 @@ def register() -> None:
         "mt.setting": _setting,
         "mt.project_root": lambda: str(settings.PROJECT_ROOT),
         "mt.auto_workers": auto_workers,
+        "mt.extra": condition_extra,
     }.items():
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, fn)

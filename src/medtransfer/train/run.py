@@ -23,6 +23,16 @@ from medtransfer.train.validate import validate
 log = logging.getLogger("medtransfer")
 
 
+# trainer config keys that are medtransfer options, not lightning.Trainer arguments
+OWN_TRAINER_OPTIONS = ("early_stopping_patience", "compile", "channels_last", "pin_memory")
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def _loggers(cfg: DictConfig, run_dir: Path, cfg_dict: dict):
     from lightning.pytorch.loggers import CSVLogger, WandbLogger
 
@@ -37,14 +47,20 @@ def _loggers(cfg: DictConfig, run_dir: Path, cfg_dict: dict):
         else:
             run_id = uuid.uuid4().hex[:8]  # stored so a resumed job continues the same W&B run
             id_file.write_text(run_id)
-        cond = cfg_dict["condition"]
-        tags = [f"{k}={v}" for k, v in cond.items() if v is not None] + [f"seed={cfg.seed}"]
+        tags = wandb_tags(cfg_dict["condition"], int(cfg.seed))
         loggers.append(WandbLogger(
             save_dir=str(run_dir), project=wb.project, entity=wb.get("entity"), group=wb.group,
             job_type=wb.get("job_type", "train"), name=f"{Path(run_dir).parent.name}/seed{cfg.seed}", id=run_id,
             resume="allow", tags=tags, config=cfg_dict, log_model=False,
         ))
     return loggers
+
+
+def wandb_tags(condition: dict, seed: int) -> list[str]:
+    """One tag per condition axis and per extra override (W&B rejects tags over 64 characters)."""
+    tags = [f"{k}={v}" for k, v in condition.items() if v is not None and k != "extra"]
+    tags += condition["extra"].split(";") if condition.get("extra") else []
+    return [t[:64] for t in tags + [f"seed={seed}"]]
 
 
 def _finish_wandb() -> None:
@@ -80,6 +96,26 @@ def summarise_surface(surface: list[dict]) -> dict:
     return agg
 
 
+def _intact(ckpt: Path) -> bool:
+    """A last.ckpt worth resuming from: Lightning does not write checkpoints atomically, so a job killed
+    mid-save leaves a truncated file. Checked by the zip CRCs (no unpickling); a bad one is set aside."""
+    import zipfile
+
+    if not ckpt.is_file():
+        return False
+    try:
+        with zipfile.ZipFile(ckpt) as z:
+            bad = z.testzip()
+    except (zipfile.BadZipFile, OSError) as e:
+        bad = str(e)
+    if bad is None:
+        return True
+    aside = ckpt.with_name(f"{ckpt.name}.corrupt-{int(time.time())}")
+    ckpt.rename(aside)
+    log.warning("%s is unreadable (%s): moved to %s, training from the start", ckpt, bad, aside.name)
+    return False
+
+
 def run(cfg: DictConfig) -> dict:
     validate(cfg)
     run_dir = Path(cfg.run_dir)
@@ -109,6 +145,7 @@ def run(cfg: DictConfig) -> dict:
 def _fit_and_test(cfg: DictConfig, cfg_dict: dict, run_dir: Path) -> dict:
     import hydra
     import lightning as L
+    import torch
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
     from medtransfer.data import SegDataModule
@@ -117,16 +154,30 @@ def _fit_and_test(cfg: DictConfig, cfg_dict: dict, run_dir: Path) -> dict:
     from medtransfer.train.module import SegmentationModule
 
     L.seed_everything(int(cfg.seed), workers=True)
+    trainer_kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
+    opts = {k: trainer_kwargs.pop(k, None) for k in OWN_TRAINER_OPTIONS}
+    cuda = str(trainer_kwargs.get("accelerator")) in {"gpu", "cuda"} or (
+        trainer_kwargs.get("accelerator") == "auto" and _cuda_available())
     mean, std = normalisation(cfg.pretrain, cfg.encoder.name)
-    dm = SegDataModule(cfg.dataset, image_size=int(cfg.image_size), augment=cfg.augment.name,
-                       batch_size=int(cfg.batch_size), num_workers=int(cfg.num_workers), seed=int(cfg.seed),
-                       mean=mean, std=std)
+    workers = int(cfg.num_workers)
+    dm = SegDataModule(cfg.dataset, image_size=int(cfg.image_size), augment=cfg.augment,
+                       batch_size=int(cfg.batch_size), num_workers=workers, seed=int(cfg.seed),
+                       mean=mean, std=std, pin_memory=bool(opts["pin_memory"]) and cuda,
+                       persistent_workers=bool(opts["pin_memory"]) and workers > 0)
     model = build_model(cfg.encoder, cfg.decoder, num_classes=int(cfg.dataset.num_classes),
                         image_size=int(cfg.image_size))
     pretrain_record = load_pretrained(model, cfg.pretrain, cfg.encoder.name)
     finetune_record = apply_finetune(model, cfg.finetune, pretrain_record)
+    channels_last = opts["channels_last"] == "auto" and cuda and cfg.encoder.get("family") == "cnn" or \
+        opts["channels_last"] is True
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    if opts["compile"]:
+        model.compile()  # in place: parameter names (and checkpoint keys) stay unprefixed
+    if str(trainer_kwargs.get("strategy", "")) == "ddp" and cfg.encoder.get("unused_params"):
+        trainer_kwargs["strategy"] = "ddp_find_unused_parameters_true"  # HRNet/ConvNeXt: see unused_params
     module = SegmentationModule(
-        model=model, loss=hydra.utils.instantiate(cfg.loss), optimizer=hydra.utils.instantiate(cfg.optimizer),
+        model=model, channels_last=channels_last, loss=hydra.utils.instantiate(cfg.loss), optimizer=hydra.utils.instantiate(cfg.optimizer),
         schedule=hydra.utils.instantiate(cfg.schedule), encoder_lr_factor=float(cfg.encoder_lr_factor),
         threshold=float(cfg.threshold), monitor=cfg.monitor, eval_surface=bool(cfg.eval_surface), cfg=cfg_dict,
     )
@@ -134,15 +185,14 @@ def _fit_and_test(cfg: DictConfig, cfg_dict: dict, run_dir: Path) -> dict:
     ckpt = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=cfg.monitor, mode="max", save_last=True,
                            auto_insert_metric_name=False, enable_version_counter=False)
     callbacks = [ckpt]
-    trainer_kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
-    patience = trainer_kwargs.pop("early_stopping_patience", None)
+    patience = opts["early_stopping_patience"]
     if patience:
         callbacks.append(EarlyStopping(monitor=cfg.monitor, mode="max", patience=int(patience)))
     loggers = _loggers(cfg, run_dir, cfg_dict)
     trainer = L.Trainer(**{k: v for k, v in trainer_kwargs.items() if v is not None}, callbacks=callbacks,
                         logger=loggers or False, default_root_dir=str(run_dir))
     last = ckpt_dir / "last.ckpt"
-    resume = str(last) if last.is_file() else None
+    resume = str(last) if _intact(last) else None
     if resume:
         log.info("resuming from %s", resume)
     trainer.fit(module, datamodule=dm, ckpt_path=resume)
@@ -175,4 +225,5 @@ def _fit_and_test(cfg: DictConfig, cfg_dict: dict, run_dir: Path) -> dict:
         "train_images_per_s": train_ips,
         "checkpoints": {"best": best_path, "last": str(last) if last.is_file() else None},
         "device": str(trainer.strategy.root_device),
+        "resumed_from": resume,
     }

@@ -47,8 +47,15 @@ def validate_grid(config_name: str, task_overrides: list[str]) -> int:
     return len(jobs)
 
 
+def grid_overrides(config: DictConfig) -> list[str]:
+    """What Hydra's basic sweeper expands: `hydra.sweeper.params` (an experiment's grid) then the command line,
+    which wins for a key given in both."""
+    params = config.hydra.sweeper.get("params") or {}
+    return [f"{k}={v}" for k, v in params.items()] + list(config.hydra.overrides.task)
+
+
 class ValidateGridCallback(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
-        n = validate_grid(config.hydra.job.config_name, list(config.hydra.overrides.task))
+        n = validate_grid(config.hydra.job.config_name, grid_overrides(config))
         log.info("sweep validated: %d jobs", n)
         print(f"[medtransfer] sweep validated: {n} jobs", file=sys.stderr)
