@@ -12,6 +12,12 @@ import pytest  # noqa: E402
 from medtransfer import settings  # noqa: E402
 
 
+def pytest_collection_modifyitems(config, items):
+    """`@pytest.mark.slow` tests (subprocess sweeps) go first, so the 2 xdist workers share them instead of
+    one worker finishing the longest one alone at the end (stable sort: the rest keep their order)."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @pytest.fixture(autouse=True)
 def _isolated_dirs(tmp_path_factory, monkeypatch):
     """Cache and runs go to a per-session tmp dir, never the user's home (the data root stays as configured)."""

@@ -111,3 +111,23 @@ def test_scratch_loads_nothing_and_unknown_pair_rejected():
     check_pretrain(SCRATCH, "anything")
     with pytest.raises(ConfigError, match="no weights for encoder=nope; valid encoders for it: .*r50"):
         check_pretrain(IMAGENET, "nope")
+
+
+def test_swin_relative_position_tables_are_resized_below_224(no_network):
+    # at 64 px the stride-16/32 stages are 4x4 and 2x2: timm shrinks the 7x7 window and its bias tables
+    kw = dict(depths=(1, 1, 1, 1), embed_dim=32, num_heads=(1, 2, 4, 8))
+    sd, _ = _publish("swin_b", "swin_tiny_patch4_window7_224", **kw)
+    model = _model("swin_tiny_patch4_window7_224", img_size=64, **kw)
+    rec = load_pretrained(model, IMAGENET, "swin_b")
+    bb = model.encoder.backbone.state_dict()
+    tables = sorted(k for k in bb if k.endswith("relative_position_bias_table"))
+    resized = [k for k in tables if bb[k].shape != sd[k].shape]
+    assert resized and set(resized) <= set(rec["resized"])  # the small-window stages, and only resampled ones
+    assert all(bb[k].shape[0] < sd[k].shape[0] for k in resized)
+    assert not any(k.startswith("head.fc") for k in bb)  # classifier dropped, everything else accounted for
+    assert rec["tensors_loaded"] + rec["num_batches_tracked_absent"] + len(rec["missing"]) == len(bb)
+    for k, v in bb.items():
+        if k not in resized and k in sd:
+            assert torch.equal(v, sd[k]), k
+    out = model.encoder.backbone.forward_features(torch.randn(1, 3, 64, 64))
+    assert out.shape[-1] == 256 and torch.isfinite(out).all()

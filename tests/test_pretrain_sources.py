@@ -20,7 +20,7 @@ from medtransfer import settings
 from medtransfer.errors import ConfigError, WeightsError
 from medtransfer.pretrain import check_pretrain, load_pretrained, mapping, normalisation
 from medtransfer.pretrain.fetch import cache_path
-from medtransfer.pretrain.registry import sources, sources_markdown
+from medtransfer.pretrain.registry import README_MARKERS, sources, sources_markdown, sources_summary_markdown
 
 HASHES = ("sha256", "sha256_prefix", "md5_prefix")
 SOURCES = sources()
@@ -226,3 +226,13 @@ def test_sources_table_lists_every_source_with_caveats():
     assert "IN-21k then IN-1k fine-tuned" in md and "12 attention heads" in md
     committed = Path(settings.PROJECT_ROOT / "src/medtransfer/pretrain/SOURCES.md").read_text()
     assert md in committed, "SOURCES.md is stale: regenerate with python -m medtransfer.pretrain.registry"
+
+
+def test_readme_sources_table_is_current():
+    short = sources_summary_markdown()
+    assert all(f"| `{name}` |" in short for name in SOURCES)
+    assert "IN-21k then IN-1k fine-tuned" in short  # the ViT "ImageNet" caveat is in the README itself
+    readme = (settings.PROJECT_ROOT / "README.md").read_text()
+    start, end = README_MARKERS
+    assert readme.split(start, 1)[1].split(end, 1)[0].strip() == short.strip(), (
+        "README's sources table is stale: regenerate with python -m medtransfer.pretrain.registry")

@@ -62,6 +62,7 @@ def _train(args, tmp):
                           text=True, timeout=900)
 
 
+@pytest.mark.slow
 def test_impossible_source_encoder_pair_rejects_the_whole_grid(weights):
     tmp, _ = weights
     p = _train(["-m", "encoder=r50,vit_b", "pretrain=imagenet,radimagenet", *SMOKE], tmp)
@@ -71,6 +72,7 @@ def test_impossible_source_encoder_pair_rejects_the_whole_grid(weights):
     assert not (tmp / "runs" / "pre").exists()
 
 
+@pytest.mark.slow
 def test_sweep_over_sources_records_what_was_loaded(weights):
     tmp, files = weights
     p1 = _train(["-m", "encoder=r50", "pretrain=imagenet,radimagenet", *SMOKE], tmp)

@@ -33,7 +33,10 @@ def pretrain_list(args) -> int:
     for name, cfg in _load_group("pretrain").items():
         avail = available_encoders(cfg)
         table.add_row(name, str(cfg.get("kind", "")), *("✓" if avail == "all" or e in avail else "·" for e in encoders))
-    Console().print(table)
+    console = Console()
+    if not console.is_terminal:  # piped or captured: rich's 80-column default would truncate encoder names
+        console = Console(width=200)
+    console.print(table)
     return 0
 
 

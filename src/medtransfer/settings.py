@@ -31,6 +31,22 @@ def _dotenv() -> tuple[dict[str, str], Path | None]:
     return {}, None
 
 
+# Settings in `.env` that other tools read from the process environment (W&B, SLURM via ${oc.env:...},
+# albumentations, the HF hub). They are exported once at start-up so `.env`'s WANDB_MODE=offline is what a
+# plain `python train.py` gets, not only `make`; a variable already set in the environment is left alone.
+TOOL_PREFIXES = ("WANDB_", "SLURM_", "HF_", "NO_ALBUMENTATIONS_UPDATE")
+
+
+def export_tool_env() -> dict[str, str]:
+    """Copy the tool settings of `.env` into os.environ (real environment variables win); returns what it set."""
+    values, _ = _dotenv()
+    exported = {}
+    for k, v in values.items():
+        if k.startswith(TOOL_PREFIXES) and v != "" and k not in os.environ:
+            os.environ[k] = exported[k] = v
+    return exported
+
+
 def get(name: str, default: str | None = None) -> str | None:
     """Environment first, then `.env`, then the default."""
     if os.environ.get(name):

@@ -182,6 +182,41 @@ def sources_markdown(all_sources: Mapping[str, Mapping] | None = None) -> str:
     return "\n".join(rows) + "\n"
 
 
+def sources_summary_markdown(all_sources: Mapping[str, Mapping] | None = None) -> str:
+    """The README's short table: where each source comes from and its caveats (SOURCES.md adds URLs, hashes, normalisation, licence)."""
+    from urllib.parse import urlparse
+
+    rows = ["| source | kind | pretrained on | encoders | from | caveats |", "|---|---|---|---|---|---|"]
+    for name, cfg in (all_sources or sources()).items():
+        encs = available_encoders(cfg)
+        hosts = []
+        for spec in (cfg.get("files") or {}).values():
+            where = (urlparse(spec["url"]).netloc if spec.get("url") else
+                     f"HF {spec['hf_repo'].split('/')[0]}" if spec.get("hf_repo") else
+                     urlparse(spec.get("page", "")).netloc or "local file")
+            hosts.append(where + (" (manual)" if spec.get("download") == "manual" else ""))
+        cells = [f"`{name}`", str(cfg.get("kind", "")), str(cfg.get("dataset", "")),
+                 encs if isinstance(encs, str) else ", ".join(encs), ", ".join(dict.fromkeys(hosts)) or "–",
+                 " ".join(str(cfg.get("caveats", "")).split()) or "–"]
+        rows.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return "\n".join(rows) + "\n"
+
+
+README_MARKERS = ("<!-- sources:start (generated: python -m medtransfer.pretrain.registry) -->",
+                  "<!-- sources:end -->")
+
+
+def write_readme_table(path: Path | None = None) -> Path:
+    """Replace the README's block between README_MARKERS with `sources_summary_markdown()`."""
+    path = path or Path(__file__).resolve().parents[3] / "README.md"
+    text = path.read_text()
+    start, end = README_MARKERS
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    path.write_text(head + start + "\n" + sources_summary_markdown() + end + tail)
+    return path
+
+
 def write_sources_md(path: Path | None = None) -> Path:
     """Regenerate src/medtransfer/pretrain/SOURCES.md (`python -m medtransfer.pretrain.registry`)."""
     path = path or Path(__file__).with_name("SOURCES.md")
@@ -194,3 +229,4 @@ def write_sources_md(path: Path | None = None) -> Path:
 
 if __name__ == "__main__":
     print(write_sources_md())
+    print(write_readme_table())

@@ -12,6 +12,7 @@ from medtransfer.errors import MedTransferError
 from medtransfer.train import resolvers  # noqa: F401
 
 CONF_DIR = str(settings.PROJECT_ROOT / "conf")
+settings.export_tool_env()  # before Hydra composes: ${oc.env:SLURM_*} and W&B read the process environment
 
 
 def _multirun() -> bool:

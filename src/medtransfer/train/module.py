@@ -16,6 +16,17 @@ import torch.nn.functional as F
 from medtransfer.metrics import SegMetrics, surface_metrics
 
 
+def gather_rows(rows: list[dict]) -> list[dict]:
+    """Per-image rows from every DDP rank, once per id (DistributedSampler pads ranks with repeated images)."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return rows
+    parts: list = [None] * dist.get_world_size()
+    dist.all_gather_object(parts, rows)
+    return list({r["id"]: r for part in parts for r in part}.values())
+
+
 class SegmentationModule(L.LightningModule):
     def __init__(self, model: torch.nn.Module, loss: torch.nn.Module, optimizer: Callable, schedule: Callable,
                  encoder_lr_factor: float = 1.0, threshold: float = 0.5, monitor: str = "val/dice_per_image",
@@ -84,6 +95,7 @@ class SegmentationModule(L.LightningModule):
                 self.test_surface.append({"id": ids[i], **surface_metrics(pred, target[0, 0].cpu().numpy() > 0)})
 
     def on_test_epoch_end(self):
+        self.test_surface = gather_rows(self.test_surface)
         values = self.test_metrics.compute()
         self.log_dict({f"test/{k}": float(v) for k, v in values.items()})
 
@@ -104,6 +116,21 @@ class SegmentationModule(L.LightningModule):
         sched = self.schedule_factory(optimizer, total_steps=max(1, int(self.trainer.estimated_stepping_batches)),
                                       monitor=self.monitor)
         return {"optimizer": optimizer, "lr_scheduler": sched}
+
+    # ---- resume: what results.json is built from must survive a restart from last.ckpt ---------------
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["medtransfer"] = {"val_history": self.val_history, "train_images": self._train_images,
+                                     "train_time": self._train_time}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        # only a resumed fit restores the history: `trainer.test(ckpt_path=best)` must not roll it back to
+        # the best epoch's snapshot
+        if self._trainer is None or self.trainer.state.fn != "fit":
+            return
+        state = checkpoint.get("medtransfer") or {}
+        self.val_history = list(state.get("val_history", []))
+        self._train_images = int(state.get("train_images", 0))
+        self._train_time = float(state.get("train_time", 0.0))
 
     @property
     def train_images_per_second(self) -> float | None:

@@ -116,6 +116,13 @@ def _intact(ckpt: Path) -> bool:
     return False
 
 
+def _rank_zero() -> bool:
+    """Under DDP every rank runs this job; only global rank 0 writes the run directory's records."""
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
+
+    return getattr(rank_zero_only, "rank", 0) == 0
+
+
 def run(cfg: DictConfig) -> dict:
     validate(cfg)
     run_dir = Path(cfg.run_dir)
@@ -125,7 +132,8 @@ def run(cfg: DictConfig) -> dict:
         return done
     run_dir.mkdir(parents=True, exist_ok=True)
     cfg_dict = OmegaConf.to_container(cfg, resolve=True)
-    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg_dict))
+    if _rank_zero():
+        (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg_dict))
     record = base_record(cfg_dict, cfg.study, int(cfg.seed))
     t0 = time.time()
     try:
@@ -136,7 +144,8 @@ def run(cfg: DictConfig) -> dict:
         raise
     finally:
         record["wall_time_s"] = time.time() - t0
-        write_json_atomic(run_dir / RESULTS, record)
+        if _rank_zero():
+            write_json_atomic(run_dir / RESULTS, record)
         _finish_wandb()
     log.info("results: %s", run_dir / RESULTS)
     return record
@@ -174,6 +183,9 @@ def _fit_and_test(cfg: DictConfig, cfg_dict: dict, run_dir: Path) -> dict:
         model = model.to(memory_format=torch.channels_last)
     if opts["compile"]:
         model.compile()  # in place: parameter names (and checkpoint keys) stay unprefixed
+    if trainer_kwargs.get("sync_batchnorm") and not cuda:
+        log.info("sync_batchnorm needs CUDA: off on %s", trainer_kwargs.get("accelerator"))
+        trainer_kwargs["sync_batchnorm"] = False
     if str(trainer_kwargs.get("strategy", "")) == "ddp" and cfg.encoder.get("unused_params"):
         trainer_kwargs["strategy"] = "ddp_find_unused_parameters_true"  # HRNet/ConvNeXt: see unused_params
     module = SegmentationModule(
@@ -182,9 +194,13 @@ def _fit_and_test(cfg: DictConfig, cfg_dict: dict, run_dir: Path) -> dict:
         threshold=float(cfg.threshold), monitor=cfg.monitor, eval_surface=bool(cfg.eval_surface), cfg=cfg_dict,
     )
     ckpt_dir = run_dir / "checkpoints"
-    ckpt = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=cfg.monitor, mode="max", save_last=True,
+    ckpt = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=cfg.monitor, mode="max",
                            auto_insert_metric_name=False, enable_version_counter=False)
-    callbacks = [ckpt]
+    # last.ckpt every epoch, its own callback: Lightning's save_last=True only writes it when the monitored
+    # checkpoint improved, so a resume would replay every epoch since the best one
+    last_ckpt = ModelCheckpoint(dirpath=ckpt_dir, filename="last", monitor=None, save_top_k=1,
+                                auto_insert_metric_name=False, enable_version_counter=False)
+    callbacks = [ckpt, last_ckpt]
     patience = opts["early_stopping_patience"]
     if patience:
         callbacks.append(EarlyStopping(monitor=cfg.monitor, mode="max", patience=int(patience)))
@@ -196,7 +212,8 @@ def _fit_and_test(cfg: DictConfig, cfg_dict: dict, run_dir: Path) -> dict:
     if resume:
         log.info("resuming from %s", resume)
     trainer.fit(module, datamodule=dm, ckpt_path=resume)
-    dm.save_split(run_dir / "split.json")
+    if trainer.is_global_zero:
+        dm.save_split(run_dir / "split.json")
     train_ips = module.train_images_per_second
     best_path = ckpt.best_model_path or (str(last) if last.is_file() else None)
     trainer.test(module, datamodule=dm, ckpt_path=best_path, verbose=False)
@@ -205,7 +222,9 @@ def _fit_and_test(cfg: DictConfig, cfg_dict: dict, run_dir: Path) -> dict:
     test = {k: (int(v) if k.startswith("n_") else float(v)) for k, v in test.items()}
     if cfg.eval_surface:
         test.update(summarise_surface(module.test_surface))
-    _per_image_csv(run_dir / "test_per_image.csv", module.test_metrics.per_image(), module.test_surface)
+    per_image = module.test_metrics.per_image()  # a collective under DDP: every rank calls it
+    if trainer.is_global_zero:
+        _per_image_csv(run_dir / "test_per_image.csv", per_image, module.test_surface)
 
     key = cfg.monitor.split("/", 1)[1]
     history = module.val_history
