@@ -43,8 +43,13 @@ def goals(results: dict) -> list[dict]:
                         "value": c["pipeline_vs_model"], "met": c["pipeline_vs_model"] >= GOAL_PIPELINE})
     s = results.get("sweep")
     if s:
-        out.append({"goal": f"sweep overhead < {GOAL_JOB_S:g} s per job ({s['jobs']} jobs, amortised)",
+        out.append({"goal": f"sweep overhead < {GOAL_JOB_S:g} s per job ({s['jobs']} jobs, amortised, incl. the "
+                            "process's one-off imports)",
                     "value": s["job_overhead_s"], "met": s["job_overhead_s"] < GOAL_JOB_S})
+        later = [j["job_overhead_s"] for j in s["per_job"][1:]] or [s["per_job"][0]["job_overhead_s"]]
+        steady = sorted(later)[len(later) // 2]
+        out.append({"goal": f"sweep overhead < {GOAL_JOB_S:g} s per job (in-job, median of jobs 2..{s['jobs']})",
+                    "value": steady, "met": steady < GOAL_JOB_S})
     return out
 
 

@@ -194,8 +194,10 @@ def _fit_and_test(cfg: DictConfig, cfg_dict: dict, run_dir: Path) -> dict:
         threshold=float(cfg.threshold), monitor=cfg.monitor, eval_surface=bool(cfg.eval_surface), cfg=cfg_dict,
     )
     ckpt_dir = run_dir / "checkpoints"
+    # best.ckpt is only ever read for its weights (test, eval.py, analyze): no optimizer state, a third the
+    # size of last.ckpt with Adam (make bench: the save is part of every job's end-of-epoch cost)
     ckpt = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=cfg.monitor, mode="max",
-                           auto_insert_metric_name=False, enable_version_counter=False)
+                           save_weights_only=True, auto_insert_metric_name=False, enable_version_counter=False)
     # last.ckpt every epoch, its own callback: Lightning's save_last=True only writes it when the monitored
     # checkpoint improved, so a resume would replay every epoch since the best one
     last_ckpt = ModelCheckpoint(dirpath=ckpt_dir, filename="last", monitor=None, save_top_k=1,
