@@ -213,6 +213,25 @@ def test_smoke_run_on_real_data(dataset, shared_data, tmp_path):
     assert (rec["split"]["n_train"], rec["split"]["n_val"], rec["split"]["n_test"]) == sizes
 
 
+@pytest.mark.parametrize("encoder,decoder,params", [("vit_s", "deeplabv3plus", 21e6), ("vit_b", "upernet", 85e6)])
+def test_paper_vit_cells_build_and_train(encoder, decoder, params, tmp_path, monkeypatch):
+    """Paper 001's ViT-S + DeepLabV3+ and paper 000's ViT-B + UPerNet (paper 002's ViT-B + DPT trains in
+    test_config_experiments) go through the whole job: fit, checkpoints, test at native size."""
+    from medtransfer.train.run import run
+
+    monkeypatch.setenv(settings.RUNS_ROOT, str(tmp_path / "runs"))
+    cfg = _cfg(["experiment=smoke", f"encoder={encoder}", f"decoder={decoder}", "logger=none", "batch_size=2",
+                "trainer.max_epochs=1", "trainer.limit_test_batches=1", "study=vit"])
+    rec = run(cfg)
+    assert rec["status"] == "complete" and (rec["condition"]["encoder"], rec["condition"]["decoder"]) == (
+        encoder, decoder)
+    assert rec["params"]["trainable"] == rec["params"]["total"] > params  # the whole ViT is in the model
+    (val,) = rec["metrics"]["val_history"]
+    assert 0 <= val["dice_per_image"] <= 1 and val["epoch"] == 0  # (a NaN fails the range check)
+    assert rec["metrics"]["test"]["n_images"] == 2 and 0 <= rec["metrics"]["test"]["hd95"]
+    assert Path(rec["checkpoints"]["best"]).is_file() and Path(rec["checkpoints"]["last"]).is_file()
+
+
 def test_unfinished_run_resumes_from_last_checkpoint_with_same_wandb_id(tmp_path, monkeypatch):
     from medtransfer.train.run import run
 
