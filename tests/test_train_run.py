@@ -105,6 +105,25 @@ def test_eval_cli_on_another_dataset(smoke_run, tmp_path):
     assert "dice_per_image=" in p.stdout
 
 
+def test_analyze_runs_on_a_trained_checkpoint(smoke_run, tmp_path):
+    """`medtransfer analyze` on what training really saved (weights-only best.ckpt), against its rebuilt init."""
+    import pandas as pd
+
+    from medtransfer.cli import main
+
+    run_dir, _ = smoke_run
+    best = str(run_dir / "checkpoints" / "best.ckpt")
+    out = tmp_path / "analysis"
+    layers = "encoder.backbone.layer1,encoder.backbone.layer4,head"
+    assert main(["analyze", best, "--init", "--images", "synthetic", "--layers", layers, "--n-images", "4",
+                 "--max-samples", "512", "--out", str(out)]) == 0
+    fc = pd.read_csv(out / "filter_change.csv").set_index("layer")
+    sim = pd.read_csv(out / "similarity.csv").set_index("layer")
+    assert set(fc.index) == set(sim.index) == set(layers.split(","))
+    assert (fc["rel_change"] > 0).all()  # two epochs of AdamW moved every analysed layer away from its init
+    assert sim["cka"].between(0, 1 + 1e-6).all()
+
+
 @pytest.mark.slow
 def test_multirun_2x2_gives_four_runs(tmp_path):
     _cli("train.py", ["-m", "encoder=r18,r50", "decoder=unet,deeplabv3plus", "dataset=synthetic", "trainer=smoke",
