@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from bench_common import median
+
 GOAL_RATIO, GOAL_PIPELINE, GOAL_JOB_S = 0.95, 3.0, 5.0
 
 
@@ -46,8 +48,7 @@ def goals(results: dict) -> list[dict]:
         out.append({"goal": f"sweep overhead < {GOAL_JOB_S:g} s per job ({s['jobs']} jobs, amortised, incl. the "
                             "process's one-off imports)",
                     "value": s["job_overhead_s"], "met": s["job_overhead_s"] < GOAL_JOB_S})
-        later = [j["job_overhead_s"] for j in s["per_job"][1:]] or [s["per_job"][0]["job_overhead_s"]]
-        steady = sorted(later)[len(later) // 2]
+        steady = s["job_overhead_s_later_jobs"]
         out.append({"goal": f"sweep overhead < {GOAL_JOB_S:g} s per job (in-job, median of jobs 2..{s['jobs']})",
                     "value": steady, "met": steady < GOAL_JOB_S})
     return out
@@ -94,8 +95,8 @@ def markdown(r: dict) -> str:
     s = r.get("sweep")
     if s:
         later = s["per_job"][1:] or s["per_job"]
-        med = sorted(j["start_to_first_step_s"] for j in later)[len(later) // 2]
-        med_after = sorted(j["last_step_to_results_s"] for j in later)[len(later) // 2]
+        med = median([j["start_to_first_step_s"] for j in later])
+        med_after = median([j["last_step_to_results_s"] for j in later])
         lines += ["### 3. Sweep overhead", "", f"`{s['command']}`", "",
                   "| jobs | sweep wall s | training s (all jobs) | overhead per job, amortised (goal < 5 s) "
                   "| process start → sweep start s | job start → first step s (job 1 / later) "
@@ -105,7 +106,7 @@ def markdown(r: dict) -> str:
                   f"| **{_f(s['job_overhead_s'])}** | {_f(s['process_start_to_sweep_start_s'])} "
                   f"| {_f(s['per_job'][0]['start_to_first_step_s'])} / {_f(med)} "
                   f"| {_f(s['per_job'][0]['last_step_to_results_s'])} / {_f(med_after)} "
-                  f"| {_f(bc_median([j['results_to_job_end_s'] for j in s['per_job']]))} "
+                  f"| {_f(median([j['results_to_job_end_s'] for j in s['per_job']]))} "
                   f"| {_f(s['peak_rss_mb'], 0)} |", ""]
     e = r.get("eval")
     if e:
@@ -132,7 +133,3 @@ def markdown(r: dict) -> str:
                  f"{m.get('loadavg_end')}_")
     return "\n".join(lines) + "\n"
 
-
-def bc_median(xs):
-    xs = sorted(x for x in xs if x is not None)
-    return xs[len(xs) // 2] if xs else None

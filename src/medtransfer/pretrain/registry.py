@@ -208,7 +208,9 @@ README_MARKERS = ("<!-- sources:start (generated: python -m medtransfer.pretrain
 
 def write_readme_table(path: Path | None = None) -> Path:
     """Replace the README's block between README_MARKERS with `sources_summary_markdown()`."""
-    path = path or Path(__file__).resolve().parents[3] / "README.md"
+    from medtransfer.settings import PROJECT_ROOT
+
+    path = path or PROJECT_ROOT / "README.md"
     text = path.read_text()
     start, end = README_MARKERS
     head, rest = text.split(start, 1)
