@@ -25,6 +25,10 @@ def _isolated_dirs(tmp_path_factory, monkeypatch):
     monkeypatch.setenv(settings.CACHE_DIR, str(base / "cache"))
     monkeypatch.setenv(settings.RUNS_ROOT, str(base / "runs"))
     monkeypatch.setenv("WANDB_DIR", str(base / "wandb"))
+    # subprocess jobs' temp files too: Lightning stages each checkpoint in $TMPDIR (fsspec transaction), and
+    # a job a test kills mid-save would leave it in /tmp for good; under basetemp it goes with the session
+    (base / "tmp").mkdir(exist_ok=True)
+    monkeypatch.setenv("TMPDIR", str(base / "tmp"))
     # wandb.init exports WANDB_SERVICE; a later test's subprocess jobs would attach to this process's service
     monkeypatch.delenv("WANDB_SERVICE", raising=False)
 

@@ -58,8 +58,10 @@ def test_smoke_fit_writes_a_complete_run_directory(smoke_run):
     run_dir, record = smoke_run
     assert record["status"] == "complete" and record["error"] is None
     for f in ["results.json", "config.yaml", "split.json", "metrics.csv", "test_per_image.csv",
-              "checkpoints/best.ckpt", "checkpoints/last.ckpt"]:
+              "checkpoints/best.ckpt"]:
         assert (run_dir / f).is_file(), f
+    # the resume point goes once the run is complete (keep_last_ckpt=false): a study keeps only best.ckpt
+    assert not (run_dir / "checkpoints/last.ckpt").exists() and record["checkpoints"]["last"] is None
     assert list((run_dir / "wandb").glob("offline-run-*/run-*.wandb")), "no offline W&B run"
     on_disk = json.loads((run_dir / "results.json").read_text())
     assert on_disk["condition"] == {"encoder": "r18", "decoder": "unet", "pretrain": "scratch", "finetune": "full",
@@ -248,16 +250,17 @@ def test_paper_vit_cells_build_and_train(encoder, decoder, params, tmp_path, mon
     (val,) = rec["metrics"]["val_history"]
     assert 0 <= val["dice_per_image"] <= 1 and val["epoch"] == 0  # (a NaN fails the range check)
     assert rec["metrics"]["test"]["n_images"] == 2 and 0 <= rec["metrics"]["test"]["hd95"]
-    assert Path(rec["checkpoints"]["best"]).is_file() and Path(rec["checkpoints"]["last"]).is_file()
+    assert Path(rec["checkpoints"]["best"]).is_file() and rec["checkpoints"]["last"] is None
 
 
 def test_unfinished_run_resumes_from_last_checkpoint_with_same_wandb_id(tmp_path, monkeypatch):
     from medtransfer.train.run import run
 
     monkeypatch.setenv(settings.RUNS_ROOT, str(tmp_path / "runs"))
-    cfg = _cfg(["experiment=smoke", "logger=wandb", "study=resume", "eval_surface=false"])
+    cfg = _cfg(["experiment=smoke", "logger=wandb", "study=resume", "eval_surface=false", "keep_last_ckpt=true"])
     run_dir = Path(cfg.run_dir)
     first = run(cfg)
+    assert Path(first["checkpoints"]["last"]).is_file()  # keep_last_ckpt=true keeps the resume point
     run_id = (run_dir / "wandb_id.txt").read_text()
     (run_dir / "results.json").unlink()  # as if the job was killed after its last checkpoint
     second = run(cfg)
@@ -277,7 +280,8 @@ def test_truncated_last_checkpoint_is_set_aside_not_resumed(tmp_path, monkeypatc
     from medtransfer.train.run import run
 
     monkeypatch.setenv(settings.RUNS_ROOT, str(tmp_path / "runs"))
-    cfg = _cfg(["experiment=smoke", "logger=none", "study=trunc", "eval_surface=false", "trainer.max_epochs=1"])
+    cfg = _cfg(["experiment=smoke", "logger=none", "study=trunc", "eval_surface=false", "trainer.max_epochs=1",
+                "keep_last_ckpt=true"])
     run_dir = Path(cfg.run_dir)
     run(cfg)
     last = run_dir / "checkpoints/last.ckpt"

@@ -25,7 +25,7 @@ MAX_SLUG = 160  # left out of the slug when null
 # Everything else a user overrides (optimizer.lr=..., image_size=..., augment=...) does, so `-m optimizer.lr=a,b`
 # gives two conditions, two run directories and two report rows instead of one directory the second job skips.
 NOT_CONDITION = ("seed", "study", "experiment", "logger", "launcher", "hydra", "paths", "num_workers", "force",
-                 "eval_surface", "dataset.root", "trainer", "trainer.accelerator", "trainer.devices",
+                 "eval_surface", "keep_last_ckpt", "dataset.root", "trainer", "trainer.accelerator", "trainer.devices",
                  "trainer.strategy", "trainer.enable_progress_bar", "trainer.log_every_n_steps", "trainer.num_nodes")
 CONDITION_AXES = ("encoder", "decoder", "pretrain", "finetune", "dataset", "dataset.n_train", "dataset.fold")
 

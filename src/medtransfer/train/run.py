@@ -116,6 +116,15 @@ def _intact(ckpt: Path) -> bool:
     return False
 
 
+def _drop_resume_point(last: Path) -> None:
+    """last.ckpt exists to resume an unfinished job; a complete results.json makes it dead weight (model +
+    optimizer state: 1.45 GB for ViT-B + DPT with Adam, against 0.48 GB for the weights-only best.ckpt), and a
+    study of tens of runs would keep tens of GB of it. `keep_last_ckpt=true` keeps it (to train on later)."""
+    if last.is_file():
+        last.unlink()
+        log.info("removed %s (the run is complete; keep_last_ckpt=true keeps it)", last)
+
+
 def _rank_zero() -> bool:
     """Under DDP every rank runs this job; only global rank 0 writes the run directory's records."""
     from lightning.fabric.utilities.rank_zero import rank_zero_only
@@ -139,6 +148,8 @@ def run(cfg: DictConfig) -> dict:
     try:
         record.update(_fit_and_test(cfg, cfg_dict, run_dir))
         record["status"] = "complete"
+        if not cfg.get("keep_last_ckpt", False):
+            record["checkpoints"]["last"] = None  # deleted below, once the complete record is on disk
     except BaseException as e:  # record every failure (incl. KeyboardInterrupt), then re-raise
         record.update(status="failed", error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc())
         raise
@@ -146,6 +157,8 @@ def run(cfg: DictConfig) -> dict:
         record["wall_time_s"] = time.time() - t0
         if _rank_zero():
             write_json_atomic(run_dir / RESULTS, record)
+            if record.get("status") == "complete" and not cfg.get("keep_last_ckpt", False):
+                _drop_resume_point(run_dir / "checkpoints" / "last.ckpt")
         _finish_wandb()
     log.info("results: %s", run_dir / RESULTS)
     return record
