@@ -6,7 +6,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from medtransfer import settings
-from medtransfer.data import DATASETS, validate_dataset_cfg
+from medtransfer.data import DATASETS, metrics_region, validate_dataset_cfg
 from medtransfer.errors import ConfigError
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "dataset"
@@ -63,6 +63,8 @@ def test_incomplete_layout_and_missing_list_file(tmp_path, monkeypatch):
         ({"val_fraction": 1.5}, "dataset.val_fraction"),
         ({"num_classes": 3}, "dataset.num_classes"),
         ({"n_images": 2}, "dataset.n_images"),
+        ({"metrics_in_fov": "yes"}, "dataset.metrics_in_fov='yes': expected true or false"),
+        ({"metrics_in_fov": True}, "synthetic has no field-of-view masks; datasets with them: drive"),
     ],
 )
 def test_bad_numbers(bad, match):
@@ -84,6 +86,8 @@ def test_conf_files_match_registry_and_validate(tmp_path):
             validate_dataset_cfg(cfg)
         split = cfg.split
         assert split in DATASETS[cfg.name].all_splits
+        # DRIVE is scored inside its field of view, as its results are reported; the rest on every pixel
+        assert metrics_region(cfg) == ("fov" if cfg.name == "drive" else "image")
 
 
 def test_real_data_configs_validate(shared_data):

@@ -110,6 +110,15 @@ def test_drive_official_layout_with_fov(tmp_path):
     t = next(iter(dm.test_dataloader()))
     assert t["fov"][0, 0, 0, 0] == 0 and t["fov"][0, 0, 8, 8] == 1
     assert t["mask_native"][0].shape == (36, 40)
+    # the FOV at native size too (test metrics count inside it): exactly the drawn rectangle
+    drawn = np.zeros((36, 40), np.uint8)
+    drawn[3:-3, 3:-3] = 1
+    assert len(t["fov_native"]) == 2 and all(np.array_equal(f.numpy(), drawn) for f in t["fov_native"])
+    # the same from the decode-once cache entry (a second DataModule loads it instead of decoding)
+    again = make_dm({"name": "drive", "root": str(root), "val_fraction": 0.34}, size=16, augment="none", batch=2)
+    again.setup()
+    assert again._decoded.path == dm._decoded.path is not None
+    assert np.array_equal(next(iter(again.test_dataloader()))["fov_native"][1].numpy(), drawn)
 
 
 def test_drive_missing_annotation_names_it(tmp_path):

@@ -49,6 +49,26 @@ def test_hand_worked_single_image():
     assert row["dice"] == pytest.approx(0.6666667, abs=1e-6)
 
 
+def test_region_restricts_every_count_to_it():
+    """DRIVE's field of view: only the region's pixels count. Region = the left two columns (8 pixels), drawn
+    against TARGET_A / PRED_A: TP (0,0),(0,1); FN (1,0); FP (2,2) lies outside; TN the other 5 inside."""
+    fov = t4(["1100", "1100", "1100", "1100"])
+    m = SegMetrics()
+    m.update(PRED_A, TARGET_A, ids=["a"], valid=fov)
+    (row,) = m.per_image()
+    assert (row["tp"], row["fp"], row["fn"], row["tn"]) == (2, 0, 1, 5)
+    out = m.compute()
+    assert out["dice_per_image"] == pytest.approx(4 / 5) and out["precision"] == pytest.approx(1.0)
+    assert out["accuracy"] == pytest.approx(7 / 8)  # 14/16 over the whole image
+    everywhere = SegMetrics()
+    everywhere.update(PRED_A, TARGET_A, valid=torch.ones_like(fov))
+    assert [everywhere.per_image()[0][k] for k in ("tp", "fp", "fn", "tn")] == [2, 1, 1, 12]
+    with pytest.raises(ValueError, match="valid must be binary"):
+        SegMetrics().update(PRED_A, TARGET_A, valid=fov * 0.5)
+    with pytest.raises(ValueError, match="valid shape"):
+        SegMetrics().update(PRED_A, TARGET_A, valid=fov[..., :3])
+
+
 def test_per_image_mean_differs_from_pooled():
     """A big object found (Dice 1) and a 1-pixel object missed (Dice 0): per-image 0.5, pooled 16/17."""
     target = torch.cat([t4(["1111", "1111", "0000", "0000"]), t4(["0000", "0000", "0010", "0000"])])

@@ -107,6 +107,37 @@ def test_eval_cli_on_another_dataset(smoke_run, tmp_path):
     assert "dice_per_image=" in p.stdout
 
 
+def test_drive_is_scored_inside_its_field_of_view(tmp_path, monkeypatch):
+    """DRIVE: every test pixel counted is inside the FOV (30×34 of the 36×40 frame), in training's test and
+    eval.py alike; `dataset.metrics_in_fov=false` counts the whole frame."""
+    import csv
+
+    from medtransfer.train.evaluate import evaluate
+    from medtransfer.train.run import run
+    from tests.test_data_datamodule import make_drive
+
+    root = make_drive(tmp_path / "drive")
+    monkeypatch.setenv(settings.RUNS_ROOT, str(tmp_path / "runs"))
+    rec = run(_cfg(["experiment=smoke", "dataset=drive", f"dataset.root={root}", "image_size=32", "batch_size=2",
+                    "logger=none", "study=fov", "trainer.max_epochs=1"]))
+    assert rec["status"] == "complete" and rec["metrics_region"] == "fov"
+
+    def pixels_counted(path):
+        with open(path) as f:
+            return [sum(int(r[k]) for k in ("tp", "fp", "fn", "tn")) for r in csv.DictReader(f)]
+
+    run_dir = Path(rec["checkpoints"]["best"]).parent.parent
+    assert pixels_counted(run_dir / "test_per_image.csv") == [30 * 34] * 2
+    assert rec["metrics"]["test"]["hd95"] <= (29 ** 2 + 33 ** 2) ** 0.5  # distances within the FOV
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        ev = compose(config_name="eval", overrides=[f"ckpt={run_dir}", "dataset=drive", f"dataset.root={root}",
+                                                    "dataset.metrics_in_fov=false", f"out_dir={tmp_path / 'ev'}",
+                                                    "num_workers=0"])
+    summary = evaluate(ev)
+    assert summary["metrics_region"] == "image" and summary["split"] == "official"
+    assert pixels_counted(tmp_path / "ev" / "per_image.csv") == [36 * 40] * 2
+
+
 def test_analyze_runs_on_a_trained_checkpoint(smoke_run, tmp_path):
     """`medtransfer analyze` on what training really saved (weights-only best.ckpt), against its rebuilt init."""
     import pandas as pd
@@ -313,8 +344,11 @@ def _kill_processes_mentioning(text: str) -> None:
 def test_interrupted_submitit_sweep_rerun_completes_without_duplicates(tmp_path):
     import time
 
-    args = [sys.executable, str(ROOT / "train.py"), "-m", "launcher=submitit_local", "encoder=r18,r50", "seed=0,1",
-            "dataset=synthetic", "trainer=smoke", "logger=wandb", "study=sub", "eval_surface=false"]
+    # two concurrent jobs (submitit's local executor starts all at once), one 12× longer than the other, so
+    # the sweep is killed while the long one trains
+    args = [sys.executable, str(ROOT / "train.py"), "-m", "launcher=submitit_local", "encoder=r18",
+            "trainer.max_epochs=1,12", "dataset=synthetic", "trainer=smoke", "logger=wandb", "study=sub",
+            "eval_surface=false"]
     p = subprocess.Popen(args, cwd=ROOT, env=_env(tmp_path), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                          start_new_session=True)
     study = tmp_path / "runs" / "sub"
@@ -325,13 +359,16 @@ def test_interrupted_submitit_sweep_rerun_completes_without_duplicates(tmp_path)
     p.wait(timeout=60)
     first = {r.parent: r.stat().st_mtime for r in study.glob("*/seed*/results.json")
              if json.loads(r.read_text())["status"] == "complete"}
-    assert 1 <= len(first) < 4, "the sweep was not interrupted after its first job"
+    assert len(first) == 1, "the sweep was not interrupted after its first job"
+    resumable = {c.parent.parent for c in study.glob("*/seed*/checkpoints/last.ckpt")}
 
     rerun = subprocess.run(args, cwd=ROOT, env=_env(tmp_path), capture_output=True, text=True, timeout=900)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     results = sorted(study.glob("*/seed*/results.json"))
-    assert len(results) == 4 and len({r.parent for r in results}) == 4
+    assert len(results) == 2 and len({r.parent for r in results}) == 2
     assert all(json.loads(r.read_text())["status"] == "complete" for r in results)
+    for r in results:  # a job killed after an epoch's checkpoint resumed from it
+        assert (json.loads(r.read_text())["resumed_from"] is not None) == (r.parent in resumable), r.parent
     assert all(r.stat().st_mtime == first[r.parent] for r in results if r.parent in first)  # skipped, not re-run
     for r in results:
         ids = {p.name.rsplit("-", 1)[1] for p in (r.parent / "wandb").glob("offline-run-*")}

@@ -6,7 +6,7 @@ Public API used by the training code::
 """
 
 from medtransfer.data.augment import AUGMENTS, build_transform, register_augment
-from medtransfer.data.config import validate_dataset_cfg
+from medtransfer.data.config import metrics_region, validate_dataset_cfg
 from medtransfer.data.datamodule import SegDataModule, collate
 from medtransfer.data.datasets import DATASETS, DatasetSpec, Sample, register_dataset
 from medtransfer.data.splits import Split, load_split
@@ -21,6 +21,7 @@ __all__ = [
     "build_transform",
     "collate",
     "load_split",
+    "metrics_region",
     "register_augment",
     "register_dataset",
     "validate_dataset_cfg",

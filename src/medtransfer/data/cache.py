@@ -8,6 +8,8 @@ maps without reading — DataLoader workers share the pages and augmentation run
 Layout of one entry (N samples, working size S):
 
 * ``images.npy`` uint8 (N, S, S, 3); ``masks.npy`` uint8 (N, S, S) in {0, 1}; ``fov.npy`` likewise (DRIVE)
+* ``fov_native_bits.npy`` / ``fov_native_offsets.npy`` (DRIVE): the field-of-view masks at native
+  resolution, packed like the masks below, so test metrics can be counted inside the FOV
 * ``native_bits.npy`` uint8, every native-resolution mask bit-packed (``np.packbits``, row-major) and
   concatenated; ``native_offsets.npy`` int64 (N + 1) byte offsets; ``native_shapes.npy`` int32 (N, 2) —
   test metrics are computed at the original mask resolution, and packing keeps Kvasir's native masks
@@ -42,10 +44,11 @@ import numpy as np
 
 from medtransfer import settings
 from medtransfer.data import readers
+from medtransfer.errors import DataError
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: native-resolution FOV masks
 
 
 @dataclass
@@ -60,6 +63,8 @@ class Decoded:
     native_shapes: np.ndarray
     fov: np.ndarray | None = None
     path: Path | None = None
+    fov_native_bits: np.ndarray | None = None
+    fov_native_offsets: np.ndarray | None = None
 
     def __post_init__(self):
         self.row = {i: k for k, i in enumerate(self.ids)}
@@ -76,6 +81,14 @@ class Decoded:
     def native_mask(self, k: int) -> np.ndarray:
         h, w = (int(x) for x in self.native_shapes[k])
         bits = self.native_bits[self.native_offsets[k] : self.native_offsets[k + 1]]
+        return np.unpackbits(bits, count=h * w).reshape(h, w)
+
+    def native_fov(self, k: int) -> np.ndarray | None:
+        """The field-of-view mask at the native mask resolution (same shape as ``native_mask``), or None."""
+        if self.fov_native_bits is None:
+            return None
+        h, w = (int(x) for x in self.native_shapes[k])
+        bits = self.fov_native_bits[self.fov_native_offsets[k] : self.fov_native_offsets[k + 1]]
         return np.unpackbits(bits, count=h * w).reshape(h, w)
 
 
@@ -121,33 +134,39 @@ def _resize(arr: np.ndarray, size: int, nearest: bool) -> np.ndarray:
 
 
 def decode_sample(sample, size: int):
-    """(image S×S×3, mask S×S, packed native mask, native (H, W), fov S×S or None) for one sample."""
+    """(image S×S×3, mask S×S, packed native mask, native (H, W), fov S×S or None, packed native fov or
+    None) for one sample."""
     img, img_hw = readers.decode_image(sample.image, draft_size=size)
     mask = readers.read_mask(sample.mask)
     readers.check_same_size(sample.image, img_hw, sample.mask, mask.shape)
-    fov = None
+    fov = fov_bits = None
     if sample.fov is not None:
-        fov = readers.read_mask(sample.fov)
-        readers.check_same_size(sample.image, img_hw, sample.fov, fov.shape)
-        fov = _resize(fov, size, nearest=True)
+        fov_native = readers.read_mask(sample.fov)
+        readers.check_same_size(sample.image, img_hw, sample.fov, fov_native.shape)
+        fov, fov_bits = _resize(fov_native, size, nearest=True), np.packbits(fov_native.reshape(-1))
     return (
         _resize(img, size, nearest=False),
         _resize(mask, size, nearest=True),
         np.packbits(mask.reshape(-1)),
         mask.shape,
         fov,
+        fov_bits,
     )
 
 
-def _decode_into(samples, size: int, images, masks, fov) -> tuple[list[np.ndarray], list[tuple[int, int]]]:
-    """Fill the given arrays row by row (threads: Pillow and OpenCV release the GIL); first error wins."""
+def _decode_into(samples, size: int, images, masks, fov):
+    """Fill the given arrays row by row (threads: Pillow and OpenCV release the GIL); first error wins.
+    Returns the packed native masks, their shapes and the packed native FOV masks (None without FOV)."""
     packed, shapes = [None] * len(samples), [None] * len(samples)
+    fov_packed = [None] * len(samples) if fov is not None else None
     with ThreadPoolExecutor(_threads()) as ex:
-        for k, (im, m, bits, hw, fv) in enumerate(ex.map(lambda s: decode_sample(s, size), samples)):
+        for k, (im, m, bits, hw, fv, fv_bits) in enumerate(ex.map(lambda s: decode_sample(s, size), samples)):
             images[k], masks[k], packed[k], shapes[k] = im, m, bits, hw
             if fov is not None:
-                fov[k] = fv
-    return packed, shapes
+                if fv is None:
+                    raise DataError(f"{samples[k].image}: no field-of-view mask, unlike the other images")
+                fov[k], fov_packed[k] = fv, fv_bits
+    return packed, shapes, fov_packed
 
 
 def decode_in_memory(samples, size: int) -> Decoded:
@@ -156,9 +175,11 @@ def decode_in_memory(samples, size: int) -> Decoded:
     images = np.empty((n, size, size, 3), np.uint8)
     masks = np.empty((n, size, size), np.uint8)
     fov = np.empty((n, size, size), np.uint8) if has_fov else None
-    packed, shapes = _decode_into(samples, size, images, masks, fov)
+    packed, shapes, fov_packed = _decode_into(samples, size, images, masks, fov)
     bits, offsets = _concat(packed)
-    return Decoded([s.id for s in samples], images, masks, bits, offsets, np.asarray(shapes, np.int32), fov)
+    fov_bits, fov_offsets = _concat(fov_packed) if fov_packed is not None else (None, None)
+    return Decoded([s.id for s in samples], images, masks, bits, offsets, np.asarray(shapes, np.int32), fov,
+                   None, fov_bits, fov_offsets)
 
 
 def _concat(packed: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -175,7 +196,10 @@ def load(path: Path) -> Decoded:
         n: np.load(path / f"{n}.npy", mmap_mode="r")
         for n in ("images", "masks", "native_bits", "native_offsets", "native_shapes")
     }
-    fov = np.load(path / "fov.npy", mmap_mode="r") if meta.get("has_fov") else None
+    has_fov = meta.get("has_fov")
+    fov, fov_bits, fov_offsets = (
+        (np.load(path / f"{n}.npy", mmap_mode="r") for n in ("fov", "fov_native_bits", "fov_native_offsets"))
+        if has_fov else (None, None, None))
     return Decoded(
         list(meta["ids"]),
         mm["images"],
@@ -185,6 +209,8 @@ def load(path: Path) -> Decoded:
         mm["native_shapes"],
         fov,
         path,
+        fov_bits,
+        fov_offsets,
     )
 
 
@@ -204,7 +230,7 @@ def load_or_build(dataset: str, size: int, samples: Sequence) -> Decoded:
         images = fmt.open_memmap(tmp / "images.npy", "w+", np.uint8, (n, size, size, 3))
         masks = fmt.open_memmap(tmp / "masks.npy", "w+", np.uint8, (n, size, size))
         fov = fmt.open_memmap(tmp / "fov.npy", "w+", np.uint8, (n, size, size)) if has_fov else None
-        packed, shapes = _decode_into(samples, size, images, masks, fov)
+        packed, shapes, fov_packed = _decode_into(samples, size, images, masks, fov)
         for a in (images, masks, fov):
             if a is not None:
                 a.flush()
@@ -213,6 +239,10 @@ def load_or_build(dataset: str, size: int, samples: Sequence) -> Decoded:
         np.save(tmp / "native_bits.npy", bits)
         np.save(tmp / "native_offsets.npy", offsets)
         np.save(tmp / "native_shapes.npy", np.asarray(shapes, np.int32).reshape(n, 2))
+        if fov_packed is not None:
+            fov_bits, fov_offsets = _concat(fov_packed)
+            np.save(tmp / "fov_native_bits.npy", fov_bits)
+            np.save(tmp / "fov_native_offsets.npy", fov_offsets)
         meta = {
             "version": CACHE_VERSION,
             "dataset": dataset,

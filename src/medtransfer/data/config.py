@@ -24,6 +24,7 @@ DEFAULTS = {
     "folds": 5,
     "folds_seed": 12345,  # nnU-Net's: the folds are the same for every run seed
     "num_classes": 1,
+    "metrics_in_fov": False,  # DRIVE: count validation/test pixels inside the field-of-view mask only
 }
 
 
@@ -58,6 +59,12 @@ def _int_or_none(cfg: Mapping, key: str, lo: int, hi: int | None = None) -> None
         raise ConfigError(f"dataset.{key}={v!r}: expected null or an integer {rng}")
 
 
+def metrics_region(dataset_cfg) -> str:
+    """Where the overlap and surface metrics count pixels: "fov" (inside each image's field-of-view mask, as
+    DRIVE results are reported) or "image" (every pixel). Recorded in results.json beside the numbers."""
+    return "fov" if dataset_options(dataset_cfg)["metrics_in_fov"] else "image"
+
+
 def is_split_file(split) -> bool:
     return isinstance(split, str) and split.endswith(".json")
 
@@ -85,6 +92,13 @@ def validate_dataset_cfg(dataset_cfg: Mapping) -> None:
             f"dataset.num_classes={cfg['num_classes']!r}: only binary segmentation is supported; "
             "valid choices: 1"
         )
+    fov = cfg["metrics_in_fov"]
+    if not isinstance(fov, bool):
+        raise ConfigError(f"dataset.metrics_in_fov={fov!r}: expected true or false")
+    if fov and not spec.has_fov:
+        with_fov = sorted(n for n, s in DATASETS.items() if s.has_fov)
+        raise ConfigError(f"dataset.metrics_in_fov=true: {name} has no field-of-view masks; "
+                          f"datasets with them: {', '.join(with_fov)}")
     _int_or_none(cfg, "n_train", 1)
     _int_or_none(cfg, "folds", 2)
     _int_or_none(cfg, "folds_seed", 0)

@@ -9,7 +9,8 @@ Why it is built this way:
   split needs, in memory.
 * Test batches also carry each mask at its native resolution (``mask_native``) because the papers report
   test metrics at the original resolution; train/val work at the (square) working resolution.
-* DRIVE-like datasets with a field-of-view mask add ``fov`` (B, 1, S, S) to every batch.
+* DRIVE-like datasets with a field-of-view mask add ``fov`` (B, 1, S, S) to every batch, and test batches
+  ``fov_native`` (a list, like ``mask_native``); ``dataset.metrics_in_fov`` makes the metrics count in it.
 """
 
 from __future__ import annotations
@@ -57,6 +58,8 @@ class SegDataset(Dataset):
             item["fov"] = out["fov"][None].float()
         if self.native:
             item["mask_native"] = torch.from_numpy(d.native_mask(r))
+            if d.fov is not None:
+                item["fov_native"] = torch.from_numpy(d.native_fov(r))
         return item
 
 

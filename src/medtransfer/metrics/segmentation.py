@@ -29,12 +29,23 @@ ID_BYTES = 256
 _COUNTS = ("tp", "fp", "fn", "tn")
 
 
-def confusion_counts(probs: Tensor, target: Tensor, threshold: float = THRESHOLD) -> Tensor:
+def _binary(x: Tensor, name: str) -> Tensor:
+    if x.dtype == torch.bool:
+        return x.detach()
+    if not bool(((x == 0) | (x == 1)).all()):
+        raise ValueError(f"{name} must be binary (values 0/1)")
+    return x.detach() == 1
+
+
+def confusion_counts(probs: Tensor, target: Tensor, threshold: float = THRESHOLD,
+                     valid: Tensor | None = None) -> Tensor:
     """Per-image (TP, FP, FN, TN) as an int64 tensor of shape (B, 4); pred = ``probs >= threshold``.
 
-    ``probs`` and ``target`` are (B, 1, H, W); ``target`` holds only 0/1 (any dtype). Raises ValueError on a
-    shape mismatch, probabilities outside [0, 1] (e.g. logits passed by mistake) or NaN, or a non-binary
-    target: each of these would otherwise produce plausible-looking wrong numbers.
+    ``probs`` and ``target`` are (B, 1, H, W); ``target`` holds only 0/1 (any dtype). ``valid`` (same shape,
+    0/1) restricts the counts to a region, e.g. DRIVE's field of view: pixels outside it count as nothing,
+    so TP + FP + FN + TN is the region's size. Raises ValueError on a shape mismatch, probabilities outside
+    [0, 1] (e.g. logits passed by mistake) or NaN, or a non-binary target or region: each of these would
+    otherwise produce plausible-looking wrong numbers.
     """
     if probs.ndim != 4 or probs.shape[1] != 1:
         raise ValueError(f"probs must be (B, 1, H, W) for binary segmentation, got {tuple(probs.shape)}")
@@ -49,17 +60,19 @@ def confusion_counts(probs: Tensor, target: Tensor, threshold: float = THRESHOLD
         p = p.float()
     if not bool(((p >= 0) & (p <= 1)).all()):
         raise ValueError("probs must lie in [0, 1] (apply sigmoid to logits first; NaN is rejected too)")
-    t = target.detach()
-    if t.dtype != torch.bool:
-        if not bool(((t == 0) | (t == 1)).all()):
-            raise ValueError("target must be binary (values 0/1)")
-        t = t == 1
+    t = _binary(target, "target")
     pred = p >= threshold
+    neg_pred, neg_t = ~pred, ~t
+    if valid is not None:
+        if valid.shape != probs.shape:
+            raise ValueError(f"valid shape {tuple(valid.shape)} != probs shape {tuple(probs.shape)}")
+        v = _binary(valid, "valid")
+        pred, neg_pred = pred & v, neg_pred & v
     dims = (1, 2, 3)
     tp = (pred & t).sum(dims, dtype=torch.int64)
-    fp = (pred & ~t).sum(dims, dtype=torch.int64)
-    fn = (~pred & t).sum(dims, dtype=torch.int64)
-    tn = (~pred & ~t).sum(dims, dtype=torch.int64)
+    fp = (pred & neg_t).sum(dims, dtype=torch.int64)
+    fn = (neg_pred & t).sum(dims, dtype=torch.int64)
+    tn = (neg_pred & neg_t).sum(dims, dtype=torch.int64)
     return torch.stack([tp, fp, fn, tn], dim=1)
 
 
@@ -104,8 +117,9 @@ def _decode_id(row: Tensor) -> str | None:
 class SegMetrics(Metric):
     """Binary segmentation metrics: per-image means and dataset-pooled Dice/IoU (see ``METRIC_DOCS``).
 
-    ``update(probs, target, ids=None)`` takes foreground probabilities (B, 1, H, W) in [0, 1] (any float
-    dtype, incl. float16/bfloat16) and a 0/1 target of the same shape. ``compute()`` returns a dict of
+    ``update(probs, target, ids=None, valid=None)`` takes foreground probabilities (B, 1, H, W) in [0, 1]
+    (any float dtype, incl. float16/bfloat16), a 0/1 target of the same shape and optionally a 0/1 region
+    to count in (``confusion_counts``). ``compute()`` returns a dict of
     Python numbers (means as float, counts as int); with no images seen the means are NaN.
     ``per_image()`` returns one row per image (id is None where none was given).
     """
@@ -122,8 +136,9 @@ class SegMetrics(Metric):
         self.add_state("counts", default=[], dist_reduce_fx="cat")
         self.add_state("ids", default=[], dist_reduce_fx="cat")
 
-    def update(self, probs: Tensor, target: Tensor, ids: Sequence[str] | None = None) -> None:
-        counts = confusion_counts(probs, target, self.threshold)
+    def update(self, probs: Tensor, target: Tensor, ids: Sequence[str] | None = None,
+               valid: Tensor | None = None) -> None:
+        counts = confusion_counts(probs, target, self.threshold, valid)
         self.counts.append(counts)
         self.ids.append(_encode_ids(ids, counts.shape[0], counts.device))
 

@@ -10,7 +10,6 @@ import logging
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 
 from medtransfer.errors import ConfigError
@@ -47,9 +46,10 @@ def _device(name: str) -> torch.device:
 
 
 def evaluate(cfg: DictConfig) -> dict:
-    from medtransfer.data import SegDataModule, validate_dataset_cfg
-    from medtransfer.metrics import SegMetrics, surface_metrics
+    from medtransfer.data import SegDataModule, metrics_region, validate_dataset_cfg
+    from medtransfer.metrics import SegMetrics
     from medtransfer.pretrain import normalisation
+    from medtransfer.train.module import score_at_native_size
     from medtransfer.train.run import _per_image_csv, summarise_surface
 
     model, train_cfg = load_checkpoint(cfg.ckpt)
@@ -66,6 +66,8 @@ def evaluate(cfg: DictConfig) -> dict:
                        batch_size=int(cfg.batch_size), num_workers=int(cfg.num_workers), seed=seed, mean=mean, std=std)
     dm.prepare_data()
     dm.setup("test")
+    region = metrics_region(dataset_cfg)
+    in_fov = region == "fov"
     ckpt = Path(cfg.ckpt).resolve()
     run_dir = ckpt if ckpt.is_dir() else ckpt.parent.parent
     out_dir = Path(cfg.out_dir) if cfg.out_dir else run_dir / "eval" / (
@@ -77,27 +79,21 @@ def evaluate(cfg: DictConfig) -> dict:
     pred_dir = out_dir / "predictions"
     with torch.inference_mode():
         for batch in dm.test_dataloader():
-            logits = model(batch["image"].to(device)).float()
-            for i, mask in enumerate(batch["mask_native"]):
-                h, w = mask.shape[-2:]
-                prob = torch.sigmoid(F.interpolate(logits[i : i + 1], size=(h, w), mode="bilinear",
-                                                   align_corners=False)).cpu()
-                target = mask.reshape(1, 1, h, w)
-                metrics.update(prob, target, [batch["id"][i]])
-                pred = (prob[0, 0] >= float(cfg.threshold)).numpy()
-                if cfg.surface:
-                    surface.append({"id": batch["id"][i], **surface_metrics(pred, target[0, 0].numpy() > 0)})
-                if cfg.save_predictions:
-                    from PIL import Image
+            logits = model(batch["image"].to(device))
+            preds = score_at_native_size(logits, batch, metrics, float(cfg.threshold),
+                                         surface if cfg.surface else None, in_fov)
+            if cfg.save_predictions:
+                from PIL import Image
 
-                    pred_dir.mkdir(exist_ok=True)
-                    Image.fromarray((pred * 255).astype("uint8")).save(pred_dir / f"{batch['id'][i]}.png")
+                pred_dir.mkdir(exist_ok=True)
+                for image_id, pred in preds:
+                    Image.fromarray((pred * 255).astype("uint8")).save(pred_dir / f"{image_id}.png")
     summary = {k: (int(v) if k.startswith("n_") else float(v)) for k, v in metrics.compute().items()}
     if cfg.surface:
         summary.update(summarise_surface(surface))
     record = {"ckpt": str(ckpt), "dataset": dataset_cfg["name"], "split": dataset_cfg["split"],
               "trained_on": train_cfg.dataset.name, "condition": OmegaConf.to_container(train_cfg.condition),
-              "seed": seed, "metrics": summary, "split_detail": dm.split.to_dict()}
+              "seed": seed, "metrics": summary, "metrics_region": region, "split_detail": dm.split.to_dict()}
     _per_image_csv(out_dir / "per_image.csv", metrics.per_image(), surface)
     write_json_atomic(out_dir / "summary.json", record)
     print(f"[medtransfer] eval {dataset_cfg['name']}/{dataset_cfg['split']}: dice_per_image="

@@ -16,6 +16,31 @@ import torch.nn.functional as F
 from medtransfer.metrics import SegMetrics, surface_metrics
 
 
+def score_at_native_size(logits: torch.Tensor, batch: dict, metrics: SegMetrics, threshold: float,
+                         surface: list[dict] | None = None, in_fov: bool = False) -> list[tuple[str, object]]:
+    """Score a test batch against its native-resolution masks (the papers' numbers) and return each image's
+    binary prediction at that size as (id, bool H×W array). ``in_fov``: count pixels inside the batch's
+    native field-of-view masks only (``fov_native``, DRIVE), for the overlap and the surface metrics alike.
+    Shared by training's test step and eval.py, so both score the same way."""
+    ids = batch.get("id") or [str(i) for i in range(len(logits))]
+    fovs = batch["fov_native"] if in_fov else None
+    out = []
+    for i, mask in enumerate(batch["mask_native"]):
+        h, w = mask.shape[-2:]
+        prob = torch.sigmoid(F.interpolate(logits[i : i + 1].float(), size=(h, w), mode="bilinear",
+                                           align_corners=False))
+        target = mask.reshape(1, 1, h, w).to(prob.device)
+        valid = fovs[i].reshape(1, 1, h, w).to(prob.device) if fovs is not None else None
+        metrics.update(prob, target, [ids[i]], valid=valid)
+        pred = (prob[0, 0] >= threshold).cpu().numpy()
+        if surface is not None:
+            t = target[0, 0].cpu().numpy() > 0
+            region = valid[0, 0].cpu().numpy() > 0 if valid is not None else True
+            surface.append({"id": ids[i], **surface_metrics(pred & region, t & region)})
+        out.append((ids[i], pred))
+    return out
+
+
 def gather_rows(rows: list[dict]) -> list[dict]:
     """Per-image rows from every DDP rank, once per id (DistributedSampler pads ranks with repeated images)."""
     import torch.distributed as dist
@@ -30,7 +55,8 @@ def gather_rows(rows: list[dict]) -> list[dict]:
 class SegmentationModule(L.LightningModule):
     def __init__(self, model: torch.nn.Module, loss: torch.nn.Module, optimizer: Callable, schedule: Callable,
                  encoder_lr_factor: float = 1.0, threshold: float = 0.5, monitor: str = "val/dice_per_image",
-                 eval_surface: bool = False, cfg: dict | None = None, channels_last: bool = False):
+                 eval_surface: bool = False, cfg: dict | None = None, channels_last: bool = False,
+                 metrics_in_fov: bool = False):
         super().__init__()
         # the resolved config travels inside every checkpoint: eval.py rebuilds the model from it
         self.save_hyperparameters({"cfg": cfg or {}})
@@ -38,6 +64,7 @@ class SegmentationModule(L.LightningModule):
         self.optimizer_factory, self.schedule_factory = optimizer, schedule
         self.encoder_lr_factor, self.threshold, self.monitor = encoder_lr_factor, threshold, monitor
         self.eval_surface = eval_surface
+        self.metrics_in_fov = metrics_in_fov  # validation and test count inside the batch's FOV masks
         self.channels_last = channels_last
         self.val_metrics = SegMetrics(threshold=threshold)
         self.test_metrics = SegMetrics(threshold=threshold)
@@ -69,7 +96,8 @@ class SegmentationModule(L.LightningModule):
     def validation_step(self, batch, batch_idx):
         logits = self(batch["image"])
         self.log("val/loss", self.loss(logits, batch["mask"]), on_epoch=True, batch_size=len(batch["image"]))
-        self.val_metrics.update(torch.sigmoid(logits.float()), batch["mask"], batch.get("id"))
+        self.val_metrics.update(torch.sigmoid(logits.float()), batch["mask"], batch.get("id"),
+                                valid=batch["fov"] if self.metrics_in_fov else None)
 
     def on_validation_epoch_end(self):
         values = self.val_metrics.compute()
@@ -82,17 +110,8 @@ class SegmentationModule(L.LightningModule):
 
     # ---- test at native mask resolution ---------------------------------------------------------------
     def test_step(self, batch, batch_idx):
-        logits = self(batch["image"]).float()
-        ids = batch.get("id") or [str(i) for i in range(len(logits))]
-        for i, mask in enumerate(batch["mask_native"]):
-            h, w = mask.shape[-2:]
-            prob = torch.sigmoid(F.interpolate(logits[i : i + 1], size=(h, w), mode="bilinear",
-                                               align_corners=False))
-            target = mask.reshape(1, 1, h, w).to(prob.device)
-            self.test_metrics.update(prob, target, [ids[i]])
-            if self.eval_surface:
-                pred = (prob[0, 0] >= self.threshold).cpu().numpy()
-                self.test_surface.append({"id": ids[i], **surface_metrics(pred, target[0, 0].cpu().numpy() > 0)})
+        score_at_native_size(self(batch["image"]), batch, self.test_metrics, self.threshold,
+                             self.test_surface if self.eval_surface else None, self.metrics_in_fov)
 
     def on_test_epoch_end(self):
         self.test_surface = gather_rows(self.test_surface)

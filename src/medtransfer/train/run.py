@@ -170,7 +170,7 @@ def _fit_and_test(cfg: DictConfig, cfg_dict: dict, run_dir: Path) -> dict:
     import torch
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
-    from medtransfer.data import SegDataModule
+    from medtransfer.data import SegDataModule, metrics_region
     from medtransfer.models import build_model, count_parameters
     from medtransfer.pretrain import apply_finetune, load_pretrained, normalisation
     from medtransfer.train.module import SegmentationModule
@@ -181,6 +181,7 @@ def _fit_and_test(cfg: DictConfig, cfg_dict: dict, run_dir: Path) -> dict:
     cuda = str(trainer_kwargs.get("accelerator")) in {"gpu", "cuda"} or (
         trainer_kwargs.get("accelerator") == "auto" and _cuda_available())
     mean, std = normalisation(cfg.pretrain, cfg.encoder.name)
+    region = metrics_region(cfg.dataset)
     workers = int(cfg.num_workers)
     dm = SegDataModule(cfg.dataset, image_size=int(cfg.image_size), augment=cfg.augment,
                        batch_size=int(cfg.batch_size), num_workers=workers, seed=int(cfg.seed),
@@ -205,6 +206,7 @@ def _fit_and_test(cfg: DictConfig, cfg_dict: dict, run_dir: Path) -> dict:
         model=model, channels_last=channels_last, loss=hydra.utils.instantiate(cfg.loss), optimizer=hydra.utils.instantiate(cfg.optimizer),
         schedule=hydra.utils.instantiate(cfg.schedule), encoder_lr_factor=float(cfg.encoder_lr_factor),
         threshold=float(cfg.threshold), monitor=cfg.monitor, eval_surface=bool(cfg.eval_surface), cfg=cfg_dict,
+        metrics_in_fov=region == "fov",
     )
     ckpt_dir = run_dir / "checkpoints"
     # best.ckpt is only ever read for its weights (test, eval.py, analyze): no optimizer state, a third the
@@ -251,6 +253,7 @@ def _fit_and_test(cfg: DictConfig, cfg_dict: dict, run_dir: Path) -> dict:
         "pretrain": pretrain_record,
         "finetune": finetune_record,
         "params": count_parameters(model),
+        "metrics_region": region,
         "metrics": {"val_best": {k: v for k, v in best.items() if k != "epoch"}, "test": test,
                     "val_history": history},
         "best_epoch": best.get("epoch"),
