@@ -307,6 +307,36 @@ def test_unfinished_run_resumes_from_last_checkpoint_with_same_wandb_id(tmp_path
     assert {p.name.rsplit("-", 1)[1] for p in (run_dir / "wandb").glob("offline-run-*")} == {run_id}
 
 
+def test_second_launch_of_a_running_condition_fails_at_once_naming_the_holder(tmp_path, monkeypatch):
+    """Two launches of one condition share its deterministic run directory: the second must not train into
+    it. A live process holds the lock (as a running job does); once it dies, the run goes ahead."""
+    import time
+
+    from medtransfer.errors import RunInUse
+    from medtransfer.train.run import run
+
+    monkeypatch.setenv(settings.RUNS_ROOT, str(tmp_path / "runs"))
+    cfg = _cfg(["experiment=smoke", "logger=none", "study=lock", "eval_surface=false", "trainer.max_epochs=1"])
+    run_dir = Path(cfg.run_dir)
+    run_dir.mkdir(parents=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import fcntl, sys, time; f = open(sys.argv[1], 'a+'); "
+         "fcntl.flock(f, fcntl.LOCK_EX); f.write('pid 4242 on node7 since then'); f.flush(); print('held', "
+         "flush=True); time.sleep(120)", str(run_dir / ".lock")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        t0 = time.time()
+        with pytest.raises(RunInUse, match=r"seed0 is being trained by pid 4242 on node7 since then; once it"):
+            run(cfg)
+        assert time.time() - t0 < 10  # at once: no data decoded, no model built
+        assert not (run_dir / "results.json").exists() and not (run_dir / "config.yaml").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    assert run(cfg)["status"] == "complete"  # the kernel released the dead holder's lock
+    assert (run_dir / ".lock").read_text().startswith(f"pid {os.getpid()} on ")
+
+
 def test_truncated_last_checkpoint_is_set_aside_not_resumed(tmp_path, monkeypatch):
     from medtransfer.train.run import run
 

@@ -21,6 +21,10 @@ class WeightsError(MedTransferError, RuntimeError):
     """Pretrained weights that are missing (offline, not cached) or do not match the target model."""
 
 
+class RunInUse(MedTransferError, RuntimeError):
+    """The run directory is being trained by another live process (the same condition launched twice)."""
+
+
 def choices_msg(what: str, value, choices) -> str:
     """The house style for 'unknown option' errors."""
     return f"unknown {what} {value!r}; valid choices: {', '.join(sorted(map(str, choices)))}"

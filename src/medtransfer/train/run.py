@@ -8,13 +8,18 @@ from __future__ import annotations
 
 import csv
 import logging
+import os
+import socket
 import time
 import traceback
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from medtransfer.errors import RunInUse
 from medtransfer.train.results import (
     RESULTS, base_record, epochs_to_converge, read_results, write_json_atomic,
 )
@@ -132,14 +137,62 @@ def _rank_zero() -> bool:
     return getattr(rank_zero_only, "rank", 0) == 0
 
 
-def run(cfg: DictConfig) -> dict:
-    validate(cfg)
-    run_dir = Path(cfg.run_dir)
+@contextmanager
+def claim(run_dir: Path) -> Iterator[None]:
+    """Hold the run directory for this process. Run directories are deterministic, so the same condition
+    launched twice (a sweep started again while it runs, a SLURM requeue racing its original) would train
+    two jobs into one folder, each overwriting the other's checkpoints and results. An exclusive flock on
+    ``.lock`` makes the second fail at once, naming the holder; the kernel drops the lock when its process
+    dies, so a killed job never leaves it stale. Under DDP only rank 0 takes it (the other ranks are its
+    own children)."""
+    if not _rank_zero():
+        yield
+        return
+    import fcntl
+
+    path = run_dir / ".lock"
+    f = open(path, "a+")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.seek(0)
+        holder = f.read().strip() or "another process"
+        f.close()
+        raise RunInUse(f"{run_dir} is being trained by {holder}; once it ends, the same command skips or "
+                       "resumes it") from None
+    except OSError as e:  # a file system without flock (some NFS/Lustre mounts): run, but say so
+        log.warning("cannot lock %s (%s): a second launch of this condition would not be detected", path, e)
+    else:
+        f.seek(0)
+        f.truncate()
+        f.write(f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+        f.flush()
+    try:
+        yield
+    finally:
+        f.close()
+
+
+def _finished(cfg: DictConfig, run_dir: Path) -> dict | None:
     done = read_results(run_dir)
     if done and done.get("status") == "complete" and not cfg.get("force", False):
         log.info("skip: %s is complete (results.json)", run_dir)
         return done
+    return None
+
+
+def run(cfg: DictConfig) -> dict:
+    validate(cfg)
+    run_dir = Path(cfg.run_dir)
+    if (done := _finished(cfg, run_dir)) is not None:
+        return done
     run_dir.mkdir(parents=True, exist_ok=True)
+    with claim(run_dir):
+        # checked again under the lock: the launch that held it until now may have finished the run
+        return _finished(cfg, run_dir) or _run_claimed(cfg, run_dir)
+
+
+def _run_claimed(cfg: DictConfig, run_dir: Path) -> dict:
     cfg_dict = OmegaConf.to_container(cfg, resolve=True)
     if _rank_zero():
         (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg_dict))
