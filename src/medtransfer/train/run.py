@@ -21,7 +21,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from medtransfer.errors import RunInUse
 from medtransfer.train.results import (
-    RESULTS, base_record, epochs_to_converge, read_results, write_json_atomic,
+    RESULTS,
+    base_record,
+    epochs_to_converge,
+    read_results,
+    write_json_atomic,
 )
 from medtransfer.train.validate import validate
 
@@ -151,7 +155,7 @@ def claim(run_dir: Path) -> Iterator[None]:
     import fcntl
 
     path = run_dir / ".lock"
-    f = open(path, "a+")
+    f = open(path, "a+")  # noqa: SIM115 - held open across the yield: closing it releases the lock
     try:
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

@@ -16,15 +16,15 @@ def _per_step(optimizer: Optimizer, fn) -> dict:
     return {"scheduler": LambdaLR(optimizer, fn), "interval": "step", "frequency": 1}
 
 
+def _poly_factor(total_steps: int, power: float, floor: float):
+    return lambda s: (1 - min(s, total_steps) / total_steps) ** power * (1 - floor) + floor
+
+
 def poly(optimizer: Optimizer, total_steps: int, power: float = 0.9, min_lr: float = 0.0, **_) -> dict:
     """MMSeg PolyLR: (base - min) × (1 - t/T)^power + min, per step; min_lr is absolute as in MMSeg."""
     bases = [g["lr"] for g in optimizer.param_groups]
     # LambdaLR multiplies each group's base LR, so express min_lr relative to each group's base
-    fns = [
-        (lambda b: lambda s: ((1 - min(s, total_steps) / total_steps) ** power) * (1 - min(min_lr / b, 1.0))
-         + min(min_lr / b, 1.0))(b)
-        for b in bases
-    ]
+    fns = [_poly_factor(total_steps, power, floor=min(min_lr / b, 1.0)) for b in bases]
     return {"scheduler": LambdaLR(optimizer, fns), "interval": "step", "frequency": 1}
 
 
