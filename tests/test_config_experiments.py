@@ -46,6 +46,19 @@ def test_grid_composes_and_validates(name, shared_data, tmp_path):
         validate(_compose([f"experiment={name}", *job, *extra]))
 
 
+def test_paper000_trains_on_512_crops_of_640_where_the_encoder_allows(shared_data):
+    """MMSeg's resize 640 + random crop 512 for the CNN tables; the ViT/Swin table stays at one size."""
+    for name in ("paper000_decoders", "paper000_depth", "paper000_pretrain_datasets"):
+        cfg = _compose([f"experiment={name}"])
+        assert (cfg.image_size, cfg.train_crop) == (640, 512), name
+    cfg = _compose(["experiment=paper000_backbones"])
+    assert (cfg.image_size, cfg.train_crop) == (512, None)
+    with pytest.raises(ConfigError, match=r"train_crop=512 .* encoder vit_b \(vit\) is built for one input size"):
+        validate(_compose(["experiment=paper000_backbones", "encoder=vit_b", "image_size=640", "train_crop=512"]))
+    with pytest.raises(ConfigError, match=r"train_crop=700: expected null or an integer in 16\.\.image_size \(640\)"):
+        validate(_compose(["experiment=paper000_depth", "train_crop=700"]))
+
+
 def test_grid_check_catches_a_bad_cell(shared_data):
     with pytest.raises(ConfigError, match="radimagenet.*vit_s|vit_s.*radimagenet|CNNs only"):
         validate(_compose(["experiment=paper001_imagenet_vs_radimagenet", "encoder=vit_s", "pretrain=radimagenet"]))
@@ -58,7 +71,9 @@ def test_smoke_sized_cell_trains(name, tmp_path, monkeypatch):
     monkeypatch.setenv(settings.RUNS_ROOT, str(tmp_path / "runs"))
     cfg = _compose([f"experiment={name}", "dataset=synthetic", "trainer=smoke", "image_size=64", "batch_size=2",
                     "pretrain=scratch", "logger=none", "eval_surface=false", "trainer.max_epochs=1",
-                    "trainer.max_steps=-1", "trainer.limit_train_batches=1", "trainer.limit_test_batches=1"])
+                    "trainer.max_steps=-1", "trainer.limit_train_batches=1", "trainer.limit_test_batches=1",
+                    # crops where the paper has them (64 of a 96 frame: HRNet's 1/32 branch needs > 1 pixel)
+                    *(["image_size=96", "train_crop=64"] if _compose([f"experiment={name}"]).train_crop else [])])
     with open_dict_no_hydra(cfg) as c:
         record = run(c)
     assert record["status"] == "complete" and record["study"] == cfg.study

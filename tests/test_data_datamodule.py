@@ -10,6 +10,7 @@ import torch
 from PIL import Image
 
 from medtransfer.data import SegDataModule, load_split
+from medtransfer.data.datamodule import SegDataset
 from medtransfer.errors import ConfigError, DataError
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -46,6 +47,26 @@ def test_synthetic_batches_contract():
     # evaluation is not augmented: two passes give the same tensors
     again = next(iter(dm.test_dataloader()))
     assert torch.equal(t["image"], again["image"]) and torch.equal(t["mask"], again["mask"])
+
+
+def test_train_crop_is_a_random_window_of_the_frame_and_eval_sees_it_whole():
+    dm = make_dm(SYN, size=32, augment="none", batch=4, train_crop=16)
+    dm.setup()
+    train, val = dm.datasets["train"], dm.datasets["val"]
+    assert next(iter(dm.train_dataloader()))["image"].shape == (4, 3, 16, 16)
+    assert next(iter(dm.val_dataloader()))["image"].shape[-2:] == (32, 32)
+    offsets = set()
+    for k in range(len(train)):
+        item = train[k]
+        whole = SegDataset(dm._decoded, [train.ids[k]], val.transform)[0]  # the same image, uncropped
+        found = [(y, x) for y in range(17) for x in range(17)
+                 if torch.equal(whole["image"][:, y:y + 16, x:x + 16], item["image"])
+                 and torch.equal(whole["mask"][:, y:y + 16, x:x + 16], item["mask"])]
+        assert found, f"train item {k} is not a 16x16 window of its 32x32 frame"
+        offsets.add(found[0])
+    assert len(offsets) > 1  # random placement, not a fixed centre crop
+    with pytest.raises(ConfigError, match="train_crop=40: expected null or an integer in 16..32"):
+        make_dm(SYN, size=32, train_crop=40)
 
 
 def test_train_order_and_augmentation_reproducible_with_workers():

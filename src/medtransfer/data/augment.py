@@ -12,7 +12,9 @@ so each choice must mean one fixed, documented thing whose parameters live in ``
   affine (rotation ±180°, translation ±1/8, scale 0.5–1.5, x-shear ±22.5°).
 
 Every pipeline ends in Normalize(mean, std) on the 0–1 scale and a CHW float tensor. Pipelines run on the
-cached uint8 arrays at working resolution, so they never resize. Geometric transforms apply to the mask
+cached uint8 arrays at working resolution, so they never resize; a training ``crop`` (``train_crop``: MMSeg's
+RandomCrop after its resize, paper 000) comes first, as in MMSeg's train pipeline, without MMSeg's
+``cat_max_ratio`` re-draws. Geometric transforms apply to the mask
 (and the DRIVE FOV) with nearest interpolation and zero fill, keeping masks in {0, 1}.
 
 Randomness: albumentations 2.x seeds each transform from a seed *independently with the same value* when
@@ -152,11 +154,15 @@ def build_transform(
     train: bool,
     with_fov: bool = False,
     seed: int = 0,
+    crop: int | None = None,
 ) -> A.Compose:
-    """The full per-sample pipeline; ``train=False`` ignores ``augment`` (evaluation is never augmented)."""
+    """The full per-sample pipeline; ``train=False`` ignores ``augment`` and ``crop`` (evaluation is never
+    augmented and sees the whole frame)."""
     name, params = parse_augment(augment)
     mean, std = check_mean_std(mean, std)
     ops = AUGMENTS[name](**params) if train else []
+    if train and crop:
+        ops = [A.RandomCrop(height=int(crop), width=int(crop), p=1.0), *ops]
     t = A.Compose(
         [*ops, A.Normalize(mean=mean, std=std, max_pixel_value=255.0), ToTensorV2()],
         additional_targets={"fov": "mask"} if with_fov else None,

@@ -94,6 +94,7 @@ class SegDataModule(L.LightningDataModule):
         cache: bool = True,
         pin_memory: bool = False,
         persistent_workers: bool = False,
+        train_crop: int | None = None,
     ):
         super().__init__()
         validate_dataset_cfg(dataset_cfg)
@@ -119,6 +120,9 @@ class SegDataModule(L.LightningDataModule):
             int(num_workers),
         )
         self.seed = int(seed)
+        if train_crop is not None and not 16 <= int(train_crop) <= self.image_size:
+            raise ConfigError(f"train_crop={train_crop!r}: expected null or an integer in 16..{self.image_size}")
+        self.train_crop = int(train_crop) if train_crop is not None else None
         self.split_seed = int(self.cfg["split_seed"]) if self.cfg["split_seed"] is not None else self.seed
         self.use_cache, self.pin_memory = bool(cache), bool(pin_memory)
         self.persistent_workers = bool(persistent_workers) and self.num_workers > 0
@@ -214,7 +218,8 @@ class SegDataModule(L.LightningDataModule):
         aug = {"name": self.augment_name, **self.augment_params}
         self.datasets = {
             "train": SegDataset(
-                self._decoded, split.train, build_transform(aug, train=True, seed=self.seed, **mk)
+                self._decoded, split.train,
+                build_transform(aug, train=True, seed=self.seed, crop=self.train_crop, **mk),
             ),
             "val": SegDataset(self._decoded, split.val, build_transform(aug, train=False, **mk)),
             "test": SegDataset(

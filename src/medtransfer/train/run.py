@@ -243,7 +243,8 @@ def _fit_and_test(cfg: DictConfig, cfg_dict: dict, run_dir: Path) -> dict:
     dm = SegDataModule(cfg.dataset, image_size=int(cfg.image_size), augment=cfg.augment,
                        batch_size=int(cfg.batch_size), num_workers=workers, seed=int(cfg.seed),
                        mean=mean, std=std, pin_memory=bool(opts["pin_memory"]) and cuda,
-                       persistent_workers=bool(opts["pin_memory"]) and workers > 0)
+                       persistent_workers=bool(opts["pin_memory"]) and workers > 0,
+                       train_crop=cfg.get("train_crop"))
     model = build_model(cfg.encoder, cfg.decoder, num_classes=int(cfg.dataset.num_classes),
                         image_size=int(cfg.image_size))
     pretrain_record = load_pretrained(model, cfg.pretrain, cfg.encoder.name)

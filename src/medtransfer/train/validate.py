@@ -24,6 +24,16 @@ def validate(cfg: DictConfig) -> None:
     if float(cfg.encoder_lr_factor) < 0:
         raise ConfigError(f"encoder_lr_factor must be >= 0, got {cfg.encoder_lr_factor}")
     check_combination(cfg.encoder, cfg.decoder, int(cfg.image_size))
+    crop = cfg.get("train_crop")
+    if crop is not None:
+        if isinstance(crop, bool) or not isinstance(crop, int) or not 16 <= crop <= int(cfg.image_size):
+            raise ConfigError(f"train_crop={crop!r}: expected null or an integer in 16..image_size "
+                              f"({cfg.image_size})")
+        if cfg.encoder.get("family") != "cnn":
+            raise ConfigError(f"train_crop={crop} trains on crops and tests on the {cfg.image_size} frame: "
+                              f"encoder {cfg.encoder.name} ({cfg.encoder.get('family')}) is built for one input "
+                              "size; use a CNN encoder or train_crop=null")
+        check_combination(cfg.encoder, cfg.decoder, int(crop))
     check_pretrain(cfg.pretrain, cfg.encoder.name, cfg.encoder, cfg.decoder)
     check_finetune(cfg.finetune, cfg.encoder.name, cfg.pretrain)
     validate_dataset_cfg(cfg.dataset)
