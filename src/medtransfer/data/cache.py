@@ -78,18 +78,18 @@ class Decoded:
     def __setstate__(self, state):
         self.__dict__.update(load(state["path"]).__dict__ if set(state) == {"path"} else state)
 
-    def native_mask(self, k: int) -> np.ndarray:
+    def _unpack(self, bits: np.ndarray, offsets: np.ndarray, k: int) -> np.ndarray:
         h, w = (int(x) for x in self.native_shapes[k])
-        bits = self.native_bits[self.native_offsets[k] : self.native_offsets[k + 1]]
-        return np.unpackbits(bits, count=h * w).reshape(h, w)
+        return np.unpackbits(bits[offsets[k] : offsets[k + 1]], count=h * w).reshape(h, w)
+
+    def native_mask(self, k: int) -> np.ndarray:
+        return self._unpack(self.native_bits, self.native_offsets, k)
 
     def native_fov(self, k: int) -> np.ndarray | None:
         """The field-of-view mask at the native mask resolution (same shape as ``native_mask``), or None."""
         if self.fov_native_bits is None:
             return None
-        h, w = (int(x) for x in self.native_shapes[k])
-        bits = self.fov_native_bits[self.fov_native_offsets[k] : self.fov_native_offsets[k + 1]]
-        return np.unpackbits(bits, count=h * w).reshape(h, w)
+        return self._unpack(self.fov_native_bits, self.fov_native_offsets, k)
 
 
 # ------------------------------------------------------------------------------------------------ keys
