@@ -201,11 +201,12 @@ def _run_claimed(cfg: DictConfig, run_dir: Path) -> dict:
     if _rank_zero():
         (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg_dict))
     record = base_record(cfg_dict, cfg.study, int(cfg.seed))
+    drop_last = not cfg.get("keep_last_ckpt", False)
     t0 = time.time()
     try:
         record.update(_fit_and_test(cfg, cfg_dict, run_dir))
         record["status"] = "complete"
-        if not cfg.get("keep_last_ckpt", False):
+        if drop_last:
             record["checkpoints"]["last"] = None  # deleted below, once the complete record is on disk
     except BaseException as e:  # record every failure (incl. KeyboardInterrupt), then re-raise
         record.update(status="failed", error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc())
@@ -214,7 +215,7 @@ def _run_claimed(cfg: DictConfig, run_dir: Path) -> dict:
         record["wall_time_s"] = time.time() - t0
         if _rank_zero():
             write_json_atomic(run_dir / RESULTS, record)
-            if record.get("status") == "complete" and not cfg.get("keep_last_ckpt", False):
+            if record.get("status") == "complete" and drop_last:
                 _drop_resume_point(run_dir / "checkpoints" / "last.ckpt")
         _finish_wandb()
     log.info("results: %s", run_dir / RESULTS)
