@@ -79,6 +79,20 @@ def test_smoke_fit_writes_a_complete_run_directory(smoke_run):
     assert on_disk["metrics"]["test"]["n_images"] == min(len(split["test"]), 2 * 4)  # limit_test_batches=2, bs 4
 
 
+def test_the_lr_of_each_param_group_is_logged_every_step(smoke_run):
+    """LearningRateMonitor: the LR actually used (a flat schedule is visible) per group, in metrics.csv."""
+    import csv
+
+    run_dir, record = smoke_run
+    rows = list(csv.DictReader(open(run_dir / "metrics.csv")))
+    cols = sorted(k for k in rows[0] if k.startswith("lr-"))
+    assert cols == ["lr-AdamW/decoder", "lr-AdamW/encoder"]
+    for col in cols:
+        lrs = [float(r[col]) for r in rows if r[col]]
+        assert len(lrs) == record["config"]["trainer"]["limit_train_batches"] * 2  # every step of 2 epochs
+        assert lrs[0] == pytest.approx(record["config"]["optimizer"]["lr"]) and lrs[-1] < lrs[0]  # cosine
+
+
 def test_rerun_skips_a_complete_run(smoke_run, monkeypatch):
     from medtransfer.train.run import run
 

@@ -50,3 +50,52 @@ def test_constant_and_plateau():
     p["scheduler"].step(0.5)
     p["scheduler"].step(0.4)  # no improvement (mode max) → halve
     assert opt.param_groups[0]["lr"] == pytest.approx(0.005)
+
+
+def _poly_from_conf(opt, total_steps, **over):
+    import hydra
+    from omegaconf import OmegaConf
+
+    from medtransfer import settings
+
+    cfg = OmegaConf.merge(OmegaConf.load(settings.PROJECT_ROOT / "conf/schedule/poly.yaml"), over)
+    return hydra.utils.instantiate(cfg)(opt, total_steps=total_steps)
+
+
+@pytest.mark.parametrize("lr", [6e-5, 1e-4])
+def test_poly_decays_from_any_start_lr(lr):
+    """AdamW 6e-5 (paper 000's transformers) and Adam 1e-4 used to train at a constant LR: the old default
+    floor (1e-4) was clamped to the base, so the factor never left 1."""
+    opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=lr)
+    lrs = [x[0] for x in _lrs(_poly_from_conf(opt, 100)["scheduler"], opt, 101)]
+    assert lrs[0] == pytest.approx(lr)
+    assert lrs[50] == pytest.approx(lr * 0.5 ** 0.9)
+    assert lrs[100] == pytest.approx(0.0, abs=1e-12)
+    assert all(a > b for a, b in zip(lrs[:100], lrs[1:100], strict=False))
+
+
+def test_poly_floor_at_or_above_the_start_is_refused():
+    from medtransfer.errors import ConfigError
+
+    opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=6e-5)
+    with pytest.raises(ConfigError, match=r"schedule\.min_lr=0\.0001 must be >= 0 and below the optimizer's lr"):
+        schedules.poly(opt, total_steps=10, min_lr=1e-4)
+
+
+def test_poly_group_below_the_floor_decays_by_the_same_fraction():
+    """Encoder at 0.01 × SGD 0.01 = 1e-4 with MMSeg's floor 1e-4: it ends at 1e-4 × (1e-4 / 1e-2), not flat."""
+    opt = _opt((0.01, 1e-4))
+    lrs = _lrs(schedules.poly(opt, total_steps=10, power=0.9, min_lr=1e-4)["scheduler"], opt, 11)
+    assert lrs[10] == pytest.approx([1e-4, 1e-6])
+    assert lrs[5][1] == pytest.approx(1e-4 * ((1 - 1e-2) * 0.5 ** 0.9 + 1e-2))
+
+
+def test_poly_linear_warmup_then_decay():
+    """MMSeg's transformer schedule: LinearLR from 1e-6 × lr over the warm-up, then poly over the rest."""
+    opt = _opt((6e-5,))
+    lrs = [x[0] for x in _lrs(schedules.poly(opt, total_steps=20, power=1.0, warmup_steps=10)["scheduler"], opt, 21)]
+    assert lrs[0] == pytest.approx(6e-5 * 1e-6)
+    assert lrs[5] == pytest.approx(6e-5 * (1e-6 + (1 - 1e-6) * 0.5))
+    assert lrs[10] == pytest.approx(6e-5)
+    assert lrs[15] == pytest.approx(3e-5)
+    assert lrs[20] == pytest.approx(0.0, abs=1e-12)

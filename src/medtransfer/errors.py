@@ -17,6 +17,11 @@ class DataError(MedTransferError, ValueError):
     """A dataset file that cannot be used: missing, corrupt, or a mask that does not match its image."""
 
 
+class NotApplicable(ConfigError):
+    """A cell of a grid that cannot exist (an encoder a source has no weights for, a decoder an encoder cannot
+    feed): rejected like any ConfigError, unless the sweep asks to carry such cells as "not applicable"."""
+
+
 class WeightsError(MedTransferError, RuntimeError):
     """Pretrained weights that are missing (offline, not cached) or do not match the target model."""
 

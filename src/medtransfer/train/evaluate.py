@@ -27,7 +27,14 @@ def load_checkpoint(path: str | Path):
         path = path / "checkpoints" / "best.ckpt"
     if not path.is_file():
         raise ConfigError(f"ckpt={path}: no such file (give a .ckpt file or a run directory)")
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - torch raises RuntimeError/EOFError/pickle errors for a bad file
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ConfigError(f"ckpt={path}: unreadable ({type(e).__name__}: {first}); the file is truncated or not "
+                          "a checkpoint: give a complete .ckpt file or a run directory") from None
+    if not isinstance(ckpt, dict):
+        raise ConfigError(f"ckpt={path}: not a medtransfer checkpoint (a {type(ckpt).__name__}, not a dict)")
     train_cfg = (ckpt.get("hyper_parameters") or {}).get("cfg")
     if not train_cfg:
         raise ConfigError(f"ckpt={path}: not a medtransfer checkpoint (no hyper_parameters.cfg)")

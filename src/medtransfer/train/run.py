@@ -19,7 +19,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from medtransfer.errors import RunInUse
+from medtransfer.errors import ConfigError, NotApplicable, RunInUse
 from medtransfer.train.results import (
     RESULTS,
     base_record,
@@ -185,12 +185,37 @@ def _finished(cfg: DictConfig, run_dir: Path) -> dict | None:
     return None
 
 
+def _not_applicable(cfg: DictConfig, run_dir: Path, reason: str) -> dict:
+    """The record of a grid cell that cannot exist, when the sweep carries such cells (impossible_cells=
+    not_applicable): the report shows it as n/a instead of leaving a hole or counting a failure."""
+    cfg_dict = OmegaConf.to_container(cfg, resolve=True)
+    record = base_record(cfg_dict, cfg.study, int(cfg.seed))
+    record.update(status="not_applicable", error=reason)
+    _make_dir(run_dir)
+    write_json_atomic(run_dir / RESULTS, record)
+    log.info("not applicable: %s (%s)", run_dir, reason)
+    return record
+
+
+def _make_dir(run_dir: Path) -> None:
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"cannot create the run directory {run_dir} ({e.strerror}); set MEDTRANSFER_RUNS_ROOT "
+                          "in .env (or paths.runs_root=...) to a writable folder") from None
+
+
 def run(cfg: DictConfig) -> dict:
-    validate(cfg)
     run_dir = Path(cfg.run_dir)
+    try:
+        validate(cfg)
+    except NotApplicable as e:
+        if cfg.get("impossible_cells") == "not_applicable":
+            return _not_applicable(cfg, run_dir, str(e))
+        raise
     if (done := _finished(cfg, run_dir)) is not None:
         return done
-    run_dir.mkdir(parents=True, exist_ok=True)
+    _make_dir(run_dir)
     with claim(run_dir):
         # checked again under the lock: the launch that held it until now may have finished the run
         return _finished(cfg, run_dir) or _run_claimed(cfg, run_dir)
@@ -226,7 +251,7 @@ def _fit_and_test(cfg: DictConfig, cfg_dict: dict, run_dir: Path) -> dict:
     import hydra
     import lightning as L
     import torch
-    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+    from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
 
     from medtransfer.data import SegDataModule, metrics_region
     from medtransfer.models import build_model, count_parameters
@@ -281,6 +306,8 @@ def _fit_and_test(cfg: DictConfig, cfg_dict: dict, run_dir: Path) -> dict:
     if patience:
         callbacks.append(EarlyStopping(monitor=cfg.monitor, mode="max", patience=int(patience)))
     loggers = _loggers(cfg, run_dir, cfg_dict)
+    if loggers:  # the LR actually used, per parameter group and step (lr-<Optimizer>/<group>): a flat schedule shows
+        callbacks.append(LearningRateMonitor(logging_interval="step"))
     trainer = L.Trainer(**{k: v for k, v in trainer_kwargs.items() if v is not None}, callbacks=callbacks,
                         logger=loggers or False, default_root_dir=str(run_dir))
     last = ckpt_dir / "last.ckpt"

@@ -11,20 +11,46 @@ import math
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR, ReduceLROnPlateau
 
+from medtransfer.errors import ConfigError
+
 
 def _per_step(optimizer: Optimizer, fn) -> dict:
     return {"scheduler": LambdaLR(optimizer, fn), "interval": "step", "frequency": 1}
 
 
-def _poly_factor(total_steps: int, power: float, floor: float):
-    return lambda s: (1 - min(s, total_steps) / total_steps) ** power * (1 - floor) + floor
+def _poly_factor(total_steps: int, power: float, floor: float, warmup: int = 0, warmup_ratio: float = 1e-6):
+    """Factor of the group's base LR at step s: a linear warm-up from ``warmup_ratio`` (MMSeg's LinearLR
+    start_factor) over ``warmup`` steps, then (1 - t/T)^power from 1 down to ``floor`` over the rest."""
+    span = max(1, total_steps - warmup)
+
+    def fn(s: int) -> float:
+        if s < warmup:
+            return warmup_ratio + (1 - warmup_ratio) * s / warmup
+        t = min(s - warmup, span) / span
+        return (1 - t) ** power * (1 - floor) + floor
+
+    return fn
 
 
-def poly(optimizer: Optimizer, total_steps: int, power: float = 0.9, min_lr: float = 0.0, **_) -> dict:
-    """MMSeg PolyLR: (base - min) × (1 - t/T)^power + min, per step; min_lr is absolute as in MMSeg."""
+def poly(optimizer: Optimizer, total_steps: int, power: float = 0.9, min_lr: float = 0.0, warmup_steps: int = 0,
+         **_) -> dict:
+    """MMSeg PolyLR: (base - min_lr) × (1 - t/T)^power + min_lr, per step; ``min_lr`` is an absolute floor
+    reached at the last step, as MMEngine's ``eta_min``.
+
+    Why the checks: a floor at or above the starting LR used to be clamped to the base, so AdamW 6e-5 with
+    the SGD protocol's min_lr 1e-4 trained at a constant 6e-5 for the whole run without a word. The top
+    group's base LR (the optimizer's ``lr``) must be above ``min_lr`` (a one-line ConfigError otherwise, raised
+    when the grid check composes the schedule). A lower group (the encoder under an encoder LR factor) whose
+    base is at or below ``min_lr`` decays to the same fraction of its base as the top group does
+    (MMEngine would hold it flat or raise it to ``min_lr``); a group above ``min_lr`` follows MMSeg exactly.
+    """
     bases = [g["lr"] for g in optimizer.param_groups]
-    # LambdaLR multiplies each group's base LR, so express min_lr relative to each group's base
-    fns = [_poly_factor(total_steps, power, floor=min(min_lr / b, 1.0)) for b in bases]
+    top = max(bases)
+    if min_lr < 0 or min_lr >= top:
+        raise ConfigError(f"schedule=poly: schedule.min_lr={min_lr:g} must be >= 0 and below the optimizer's lr "
+                          f"({top:g}); it is the floor the LR decays to (MMSeg: 1e-4 for SGD 0.01, 0 for AdamW)")
+    fns = [_poly_factor(total_steps, power, floor=(min_lr / b) if b > min_lr else (min_lr / top),
+                        warmup=int(warmup_steps)) for b in bases]
     return {"scheduler": LambdaLR(optimizer, fns), "interval": "step", "frequency": 1}
 
 

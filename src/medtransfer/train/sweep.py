@@ -16,6 +16,8 @@ from medtransfer.errors import MedTransferError
 
 log = logging.getLogger(__name__)
 
+IMPOSSIBLE_POLICIES = ("reject", "not_applicable")
+
 
 def expand_grid(task_overrides: list[str]) -> list[list[str]]:
     """The job override lists Hydra's basic sweeper will produce from these command-line overrides."""
@@ -27,23 +29,50 @@ def expand_grid(task_overrides: list[str]) -> list[list[str]]:
 
 
 def validate_grid(config_name: str, task_overrides: list[str]) -> int:
+    """Compose and validate every distinct condition of the grid; reject the sweep listing *every* bad cell.
+
+    Fails closed: any exception (not only our ConfigErrors) rejects the sweep, since Hydra would turn it into
+    a warning and launch the jobs anyway. Cells that cannot exist (NotApplicable: no weights of a source for
+    an encoder, an encoder a decoder cannot take) are rejected too, unless `impossible_cells=not_applicable`
+    asks to run the possible cells and record the others as "not_applicable" (the report shows them as n/a).
+    """
     from hydra import compose
 
+    from medtransfer.errors import NotApplicable
     from medtransfer.train.validate import validate
 
     jobs = expand_grid(task_overrides)
-    seen = set()
+    seen, errors, impossible, policy = set(), {}, [], "reject"
     for job in jobs:
         # seeds never change validity; skip re-checking a condition that differs only in seed
         key = tuple(sorted(o for o in job if not o.startswith("seed=")))
         if key in seen:
             continue
         seen.add(key)
-        cfg = compose(config_name=config_name, overrides=[o for o in job if not o.startswith(("hydra.", "hydra/"))])
+        cell = " ".join(o for o in job if not o.startswith("seed="))
         try:
+            cfg = compose(config_name=config_name,
+                          overrides=[o for o in job if not o.startswith(("hydra.", "hydra/"))])
+            policy = str(cfg.get("impossible_cells", "reject"))
             validate(cfg)
-        except MedTransferError as e:
-            raise SystemExit(f"error: sweep rejected before any job ran; job [{' '.join(job)}]: {e}") from None
+        except NotApplicable as e:
+            impossible.append(f"[{cell}]: {e}")
+        except Exception as e:  # noqa: BLE001 - fail closed: whatever stops a cell stops the sweep
+            msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            line = e.__class__.__name__ + ": " + msg if not isinstance(e, MedTransferError) else msg
+            errors.setdefault(line, cell)  # one line per distinct problem (e.g. each missing weights file)
+    if policy not in IMPOSSIBLE_POLICIES:
+        errors.setdefault(f"impossible_cells={policy!r}; valid choices: {', '.join(IMPOSSIBLE_POLICIES)}", "")
+    if policy == "reject":
+        errors.update({line: "" for line in impossible})
+    if errors:
+        lines = [f"  [{cell}]: {line}" if cell else f"  {line}" for line, cell in errors.items()]
+        hint = ("\n  (impossible_cells=not_applicable runs the possible cells and reports the others as n/a)"
+                if impossible and policy == "reject" else "")
+        raise SystemExit(f"error: sweep rejected before any job ran; {len(lines)} problem(s) in {len(jobs)} "
+                         "jobs:\n" + "\n".join(lines) + hint)
+    for line in impossible:
+        log.warning("not applicable, recorded as such: %s", line)
     return len(jobs)
 
 
