@@ -22,7 +22,8 @@ def sample(size=48):
     return img, mask
 
 
-@pytest.mark.parametrize("name", ["none", "flip", "standard", "strong"])
+@pytest.mark.parametrize("name", ["none", "flip", "standard", "strong", "hflip_jitter", "flip_rot90_noise",
+                                  "rotate_noise_jitter_flips"])
 def test_conf_files_build_and_keep_mask_binary(name):
     cfg = OmegaConf.to_container(OmegaConf.load(CONF / f"{name}.yaml"))
     assert cfg["name"] == name
@@ -82,10 +83,36 @@ def test_flips_are_independent_and_reseed_reproduces():
 
 def test_errors():
     with pytest.raises(
-        ConfigError, match="unknown augment 'heavy'; valid choices: flip, none, standard, strong"
+        ConfigError, match="unknown augment 'heavy'; valid choices: flip, flip_rot90_noise, hflip_jitter, none, "
+              "rotate_noise_jitter_flips, standard, strong"
     ):
         parse_augment("heavy")
     with pytest.raises(ConfigError, match="unknown augment.rotate for augment 'flip'"):
         parse_augment({"name": "flip", "rotate": 5})
     with pytest.raises(ConfigError, match="0-1 scale"):
         build_transform("none", (123.7, 116.3, 103.5), (58.4, 57.1, 57.4), train=True)
+
+
+def _corner_moves(name, n=200, **params):
+    """Where a lit top-left pixel lands over n draws (colour and noise off: geometry only)."""
+    t = build_transform({"name": name, **params}, MEAN, STD, train=True, seed=1)
+    img = np.zeros((8, 8, 3), np.uint8)
+    img[0, 1] = 255  # off the diagonal, so a transpose shows
+    spots = set()
+    for _ in range(n):
+        o = t(image=img, mask=np.zeros((8, 8), np.uint8))["image"][0]
+        spots.add(tuple(int(v) for v in (o > 0).nonzero()[0]))
+    return spots
+
+
+def test_paper_presets_do_what_the_papers_say():
+    """000: horizontal flip only; 003: flips and 90° turns reach all 8 symmetries; 004: + the diagonal flip."""
+    assert _corner_moves("hflip_jitter", p_color=0.0) == {(0, 1), (0, 6)}
+    assert len(_corner_moves("flip_rot90_noise", p_noise=0.0)) == 8
+    assert len(_corner_moves("rotate_noise_jitter_flips", p_rotate=0.0, p_noise=0.0, p_color=0.0)) == 8
+    ops = [type(o).__name__ for o in build_transform("hflip_jitter", MEAN, STD, train=True).transforms]
+    assert ops == ["HorizontalFlip", "ColorJitter", "Normalize", "ToTensorV2"]
+    jitter = build_transform("hflip_jitter", MEAN, STD, train=True).transforms[1]
+    assert jitter.hue == (0.0, 0.0)
+    noise = [type(o).__name__ for o in build_transform("flip_rot90_noise", MEAN, STD, train=True).transforms]
+    assert "GaussNoise" in noise and "RandomRotate90" in noise

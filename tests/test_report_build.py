@@ -8,10 +8,12 @@ import csv
 import json
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats as ss
 
+from medtransfer.errors import ConfigError
 from medtransfer.report import cli as report_cli
 from medtransfer.report.build import ReportOptions, build_report
 from medtransfer.report.collect import find_runs, parse_slug
@@ -107,12 +109,14 @@ def test_collect_finds_complete_failed_and_incomplete(sweep):
     assert [h["epoch"] for h in inc.val_history] == [0, 1] and "2 validation epochs" in inc.error
 
 
-def test_duplicates_are_counted_once_and_warned(sweep, tmp_path):
+def test_duplicates_are_an_error_or_counted_once_and_warned(sweep, tmp_path):
     import shutil
 
     copy = tmp_path / "copy"
     shutil.copytree(sweep / "demo" / _slug(_condition("r50", "imagenet")), copy)
-    runs, warnings = find_runs([sweep, copy])
+    with pytest.raises(ConfigError, match="duplicate"):
+        find_runs([sweep, copy])  # the default: a seed found twice is an error, not a silent choice
+    runs, warnings = find_runs([sweep, copy], duplicates="newest")
     assert len(runs) == 12
     assert sum("duplicate" in w for w in warnings) == 3
 
@@ -148,6 +152,7 @@ def test_report_tables_tests_and_files(sweep, tmp_path):
     r50 = tests[tests.encoder == "r50"].iloc[0]
     expect = ss.ttest_ind([0.80, 0.82, 0.84], [0.70, 0.71, 0.75], equal_var=False)
     assert r50["p"] == pytest.approx(expect.pvalue) and r50["t"] == pytest.approx(expect.statistic)
+    assert set(tests["test"]) == {"welch"}  # the default, named in the CSV
     assert r50["wilcoxon_n_images"] == 10 and r50["wilcoxon_p"] == pytest.approx(2 / 1024)
     assert math.isnan(tests[tests.encoder == "r18"].iloc[0]["wilcoxon_p"])  # r18 has no per-image CSVs
 
@@ -156,6 +161,33 @@ def test_report_tables_tests_and_files(sweep, tmp_path):
     assert "0.7850 ± 0.0071 (n=2; 1 failed) ⚠" in md
     assert "## Failures" in md and "CUDA out of memory" in md and "incomplete" in md
     assert "![dice_per_image](figures/bars_dice_per_image.png)" in md
+
+
+def test_student_option_is_used_and_named_in_report_and_csv(sweep, tmp_path):
+    out = tmp_path / "student"
+    build_report([sweep], out, ReportOptions(rows=["encoder"], cols=["pretrain"], baseline="pretrain=scratch",
+                                             test="student"))
+    tests = pd.read_csv(out / "tests.csv")
+    assert set(tests["test"]) == {"student"}
+    r50 = tests[tests.encoder == "r50"].iloc[0]
+    expect = ss.ttest_ind([0.80, 0.82, 0.84], [0.70, 0.71, 0.75], equal_var=True)
+    assert r50["p"] == pytest.approx(expect.pvalue) and r50["t"] == pytest.approx(expect.statistic)
+    assert r50["df"] == 4  # n_a + n_b - 2
+    md = (out / "report.md").read_text()
+    assert "Student's two-sample t-test" in md and "equal_var=True" in md and "Welch" not in md
+    with pytest.raises(ConfigError, match="welch, student"):
+        build_report([sweep], tmp_path / "bad", ReportOptions(test="mann-whitney"))
+
+
+def test_std_is_the_sample_std_and_the_report_says_so(by_condition):
+    summary = pd.read_csv(by_condition / "summary.csv")
+    for (enc, pre), values in DICE.items():
+        done = [v for v in values if v is not None]
+        row = summary[(summary.metric == "dice_per_image") & (summary.encoder == enc) & (summary.pretrain == pre)]
+        assert row["std"].item() == pytest.approx(np.std(done, ddof=1))
+        assert row["std"].item() != pytest.approx(np.std(done, ddof=0))
+    md = (by_condition / "report.md").read_text()
+    assert "sample std over seeds (ddof=1)" in md
 
 
 def test_convergence_is_recomputed_from_history(by_condition):

@@ -117,3 +117,21 @@ def test_mean_std_uses_sample_std():
     assert (m, n) == (pytest.approx(0.8), 3)
     assert s == pytest.approx(np.sqrt(((0.1**2) * 2) / 2))
     assert math.isnan(stats.mean_std([0.7])[1])
+
+
+def test_student_is_the_pooled_variance_test_and_matches_scipy():
+    from scipy.stats import t as tdist
+    from scipy.stats import ttest_ind
+
+    a, b = [1.0, 2.0, 3.0, 4.0], [2.0, 4.0, 6.0]
+    sp2 = (3 * 5 / 3 + 2 * 4) / 5  # pooled variance: ((n_a-1)s_a² + (n_b-1)s_b²) / (n_a+n_b-2) = 2.6
+    t = -1.5 / math.sqrt(sp2 * (1 / 4 + 1 / 3))
+    res = stats.student(a, b)
+    assert res["t"] == pytest.approx(t) and res["df"] == 5
+    assert res["p"] == pytest.approx(2 * tdist.sf(abs(t), 5))
+    ref = ttest_ind(a, b, equal_var=True)
+    assert res["t"] == pytest.approx(ref.statistic) and res["p"] == pytest.approx(ref.pvalue)
+    assert res["p"] != pytest.approx(stats.welch(a, b)["p"])
+    assert stats.t_test(a, b, "student") == res and stats.t_test(a, b, "welch") == stats.welch(a, b)
+    with pytest.raises(ValueError, match="welch"):
+        stats.t_test(a, b, "paired")

@@ -7,6 +7,12 @@ so each choice must mean one fixed, documented thing whose parameters live in ``
 * ``flip``     — horizontal + vertical flips (orientation is arbitrary in endoscopy and fundus images).
 * ``standard`` — flips + colour jitter, in the spirit of MMSeg's PhotoMetricDistortion used by the
   transfer-learning baselines (paper 000).
+* ``hflip_jitter`` — paper 000's words: "randomly flip the image with a ratio of 0.5" (horizontal only) and
+  "brightness, contrast, and saturation jitter" (no hue), with MMSeg PhotoMetricDistortion's ranges.
+* ``flip_rot90_noise`` — paper 003: "flip, rotation by integer multiples of π/2, and addition of random
+  Gaussian noise".
+* ``rotate_noise_jitter_flips`` — paper 004's fundus (VFS) recipe: "random rotation, Gaussian noise, color
+  jittering, and horizontal, vertical and diagonal flips" (the diagonal flip is a transpose).
 * ``strong``   — the SSL4GIE recipe (its ``Binary_segmentation/Data``): colour jitter (brightness 0.4,
   contrast 0.5, saturation 0.25, hue 0.01), Gaussian blur (25 px kernel, sigma 0.001–2), flips and an
   affine (rotation ±180°, translation ±1/8, scale 0.5–1.5, x-shear ±22.5°).
@@ -68,6 +74,43 @@ def _standard(
     return [
         *_flip(p_hflip, p_vflip),
         A.ColorJitter(brightness=brightness, contrast=contrast, saturation=saturation, hue=hue, p=p_color),
+    ]
+
+
+@register_augment("hflip_jitter")
+def _hflip_jitter(p_hflip: float = 0.5, brightness: float = 0.125, contrast: float = 0.5,
+                  saturation: float = 0.5, p_color: float = 0.5) -> list:
+    """MMSeg PhotoMetricDistortion: brightness ±32/255, contrast and saturation × 0.5–1.5, each at p 0.5
+    (one ColorJitter here, applied with p_color); its hue step is left out, as in the paper's text."""
+    return [A.HorizontalFlip(p=p_hflip),
+            A.ColorJitter(brightness=brightness, contrast=contrast, saturation=saturation, hue=0.0, p=p_color)]
+
+
+def _noise(noise_std: float, p_noise: float) -> A.GaussNoise:
+    # std as a fraction of the pixel range (albumentations 2.x); drawn uniformly in [0, noise_std]
+    return A.GaussNoise(std_range=(0.0, float(noise_std)), mean_range=(0.0, 0.0), per_channel=True, p=p_noise)
+
+
+@register_augment("flip_rot90_noise")
+def _flip_rot90_noise(p_hflip: float = 0.5, p_vflip: float = 0.5, p_rot90: float = 0.5, noise_std: float = 0.05,
+                      p_noise: float = 0.5) -> list:
+    """The paper states the kinds, not the probabilities or the noise level: ours, in conf/augment."""
+    return [*_flip(p_hflip, p_vflip), A.RandomRotate90(p=p_rot90), _noise(noise_std, p_noise)]
+
+
+@register_augment("rotate_noise_jitter_flips")
+def _rotate_noise_jitter_flips(rotate: float = 45.0, p_rotate: float = 0.5, noise_std: float = 0.05,
+                               p_noise: float = 0.5, brightness: float = 0.2, contrast: float = 0.2,
+                               saturation: float = 0.2, hue: float = 0.05, p_color: float = 0.5,
+                               p_hflip: float = 0.5, p_vflip: float = 0.5, p_transpose: float = 0.5) -> list:
+    """Paper 004 names the operations only: angles, noise level and probabilities are ours (conf/augment)."""
+    return [
+        A.Rotate(limit=(-rotate, rotate), interpolation=cv2.INTER_LINEAR, mask_interpolation=cv2.INTER_NEAREST,
+                 border_mode=cv2.BORDER_CONSTANT, fill=0, fill_mask=0, p=p_rotate),
+        _noise(noise_std, p_noise),
+        A.ColorJitter(brightness=brightness, contrast=contrast, saturation=saturation, hue=hue, p=p_color),
+        *_flip(p_hflip, p_vflip),
+        A.Transpose(p=p_transpose),
     ]
 
 

@@ -1,7 +1,9 @@
 """build_report(): runs → report.md + CSVs + figures/ in one folder; every file written atomically.
 
 Sections appear only when they have something to say (no OOD section without eval summaries), and the
-Failures section is always there when a run failed or is incomplete, so a broken cell is never silent.
+Failures section is always there when a run failed or is incomplete, so a broken cell is never silent. A grid
+cell the sweep marked not applicable is neither a failure nor dropped: 'n/a' in the tables, its reason in a
+footnote, and in no statistic.
 """
 
 from __future__ import annotations
@@ -13,25 +15,38 @@ from pathlib import Path
 
 from medtransfer.errors import ConfigError
 from medtransfer.report import _io, compare, plots, stats
-from medtransfer.report.collect import find_runs
+from medtransfer.report.collect import dedupe, scan
 from medtransfer.report.tables import (
+    TEST_SET_KEYS,
     aggregate,
+    check_test_sets,
     fmt,
     fmt_p,
     frame_markdown,
+    layout,
     markdown_table,
+    not_applicable_notes,
     pivot_cells,
     runs_frame,
     varying_keys,
 )
 
+_TEST_TEXT = {
+    "welch": "Welch two-sample t-test over seeds (scipy.stats.ttest_ind, equal_var=False: the two conditions' seed "
+             "variances need not match)",
+    "student": "Student's two-sample t-test over seeds (scipy.stats.ttest_ind, equal_var=True: pooled variance, "
+               "df = n + n_base - 2; paper 004's \"independent two-sample t-test\")",
+}
+
 
 @dataclass
 class ReportOptions:
-    rows: list[str] | None = None  # None → every condition key that varies (minus cols)
-    cols: list[str] = field(default_factory=list)
+    rows: list[str] | None = None  # None → the varying keys (see tables.layout)
+    cols: list[str] | None = None  # None → the last varying key when rows is None too, else none
     metrics: list[str] = field(default_factory=lambda: ["dice_per_image"])
     baseline: str | None = "best"
+    test: str = "welch"  # welch | student (a study reproducing a paper's Student's t-test asks for it)
+    duplicates: str = "error"  # error | newest: the same condition and seed found twice
     scores: str | None = None
     score_column: str | None = None
     correlate: list[str] = field(default_factory=list)  # "metric_a:metric_b"
@@ -47,17 +62,20 @@ def build_report(roots: list[str | Path], out: str | Path, opts: ReportOptions |
     """Write the report; returns {"report": path, "files": [...], "counts": {...}, "warnings": [...]}."""
     opts = opts or ReportOptions()
     out = Path(out)
-    runs, warnings = find_runs(roots)
+    if opts.test not in _TEST_TEXT:
+        raise ConfigError(f"unknown --test {opts.test!r}; valid choices: {', '.join(_TEST_TEXT)}")
+    runs, warnings = scan(roots)
     if not runs:
         raise ConfigError(f"no runs (results.json / config.yaml / .hydra) under {', '.join(map(str, roots))}")
-    df = runs_frame(runs, tol=opts.tol)
-    cols = list(opts.cols)
-    rows = list(opts.rows) if opts.rows is not None else [k for k in varying_keys(runs) if k not in cols]
+    rows, cols = layout(runs, opts.rows, opts.cols)
     keys = rows + cols
+    runs, warnings = dedupe(runs, warnings, opts.duplicates, by_study="study" in keys)
+    df = runs_frame(runs, tol=opts.tol)
     bad = [k for k in keys if k not in df.columns]
     if bad:
         raise ConfigError(f"--rows/--cols: {', '.join(bad)} not condition keys "
                           f"({', '.join(k for k in df.columns if k not in ('study', 'seed'))[:200]})")
+    check_test_sets(df, keys)
     pooled = [k for k in varying_keys(runs) if k not in keys]
     if pooled:
         warnings.append(f"pooled over varying condition key(s) {', '.join(pooled)} (not in --rows/--cols)")
@@ -74,13 +92,19 @@ def build_report(roots: list[str | Path], out: str | Path, opts: ReportOptions |
         return p.relative_to(out).as_posix()
 
     counts = df["status"].value_counts().to_dict()
+    statuses = ("complete", "failed", "incomplete") + (("not_applicable",) if counts.get("not_applicable") else ())
+    test_sets = [k for k in TEST_SET_KEYS if k in keys]
     md += ["# medtransfer report", "",
            f"Generated {_dt.datetime.now().isoformat(timespec='seconds')} from {', '.join(map(str, roots))}.", "",
-           f"Runs: {len(df)} — " + ", ".join(f"{counts.get(s, 0)} {s}" for s in ("complete", "failed", "incomplete"))
+           f"Runs: {len(df)} — " + ", ".join(f"{counts.get(s, 0)} {s.replace('_', ' ')}" for s in statuses)
            + f". Studies: {', '.join(sorted({str(s) for s in df['study']}))}. Rows: {', '.join(rows) or '—'}"
-           + (f"; columns: {', '.join(cols)}" if cols else "") + ". Cells: mean ± std over seeds (n runs); "
-           "⚠ marks cells with failed or incomplete runs (see Failures).", ""]
+           + (f"; columns: {', '.join(cols)}" if cols else "") + ". Cells: mean ± sample std over seeds (ddof=1) "
+           "(n runs); ⚠ marks cells with failed or incomplete runs (see Failures); n/a marks grid cells not "
+           "applicable (footnote under each table). Tests, ranks and correlations compare groups only within one "
+           f"test set ({', '.join(test_sets) + ' is a table key' if test_sets else 'one dataset here'}; eval.py "
+           "sets are separate eval.<dataset>-<split> columns).", ""]
     files.append(_io.write_csv(out / "runs.csv", df))
+    na_notes = not_applicable_notes(df, keys)
 
     # ---- tables + bars per metric
     summary = []
@@ -89,6 +113,8 @@ def build_report(roots: list[str | Path], out: str | Path, opts: ReportOptions |
         summary.append(agg)
         header, body = pivot_cells(agg, rows, cols, opts.digits)
         md += [f"## {m}", "", markdown_table(header, body), ""]
+        if na_notes:  # two trailing spaces: a Markdown line break between the notes
+            md += [f"{n}  " for n in na_notes] + [""]
         p = plots.bars(df, agg, rows, m, fig_dir / f"bars_{_safe(m)}.png", hue=cols)
         if p:
             files.append(p)
@@ -99,13 +125,13 @@ def build_report(roots: list[str | Path], out: str | Path, opts: ReportOptions |
 
     # ---- tests against the baseline (primary metric)
     primary = opts.metrics[0]
-    tests, note = compare.tests_vs_baseline(df, keys, primary, compare.parse_baseline(opts.baseline))
+    tests, note = compare.tests_vs_baseline(df, keys, primary, compare.parse_baseline(opts.baseline), opts.test)
     md += [f"## Tests against the baseline ({primary})", "",
-           (f"Welch two-sample t-test over seeds (scipy.stats.ttest_ind, equal_var=False; paper 004's protocol); "
-            f"{note}. p_holm: Holm-adjusted over the comparisons below. Wilcoxon: signed-rank test on per-image "
-            "Dice paired by image id (each image averaged over seeds), where both have test_per_image.csv."), ""]
+           (f"{_TEST_TEXT[opts.test]}; {note}. p_holm: Holm-adjusted over the comparisons below. Wilcoxon: "
+            "signed-rank test on per-image Dice paired by image id (each image averaged over seeds), where both "
+            "have test_per_image.csv."), ""]
     if not tests.empty:
-        show = tests.drop(columns=["metric"]).copy()
+        show = tests.drop(columns=["metric", "test"]).copy()
         for c in ("p", "p_holm", "wilcoxon_p"):
             show[c] = [fmt_p(v) for v in show[c]]
         md += [frame_markdown(show, opts.digits), ""]
@@ -135,11 +161,10 @@ def build_report(roots: list[str | Path], out: str | Path, opts: ReportOptions |
 
     # ---- Spearman: user scores, metric pairs
     if opts.scores:
-        table, rho, col = compare.score_correlation(df, opts.scores, primary, opts.score_column)
-        md += [f"## Pretraining score vs transfer ({col} vs {primary})", "",
-               f"Spearman ρ = {fmt(rho['rho'], 3)}, p = {fmt_p(rho['p'])}, n = {rho['n']} (paper 000).", "",
-               frame_markdown(table, opts.digits), ""]
-        table["spearman_rho"], table["spearman_p"] = rho["rho"], rho["p"]
+        table, rhos, col = compare.score_correlation(df, opts.scores, primary, opts.score_column)
+        md += [f"## Pretraining score vs transfer ({col} vs {primary})", ""]
+        md += [f"{_rho_line('Spearman ρ', rho)} (paper 000).  " for rho in rhos]
+        md += ["", frame_markdown(table.drop(columns=["spearman_rho", "spearman_p"]), opts.digits), ""]
         files.append(_io.write_csv(out / "scores_spearman.csv", table))
     if opts.correlate:
         corr = []
@@ -147,20 +172,20 @@ def build_report(roots: list[str | Path], out: str | Path, opts: ReportOptions |
             a, _, b = pair.partition(":")
             if not b or a not in df.columns or b not in df.columns:
                 raise ConfigError(f"--correlate {pair!r}: expected METRIC_A:METRIC_B, both columns of runs.csv")
-            corr.append({"metric_a": a, "metric_b": b, **compare.metric_correlation(df, keys, a, b)})
+            corr += [{"metric_a": a, "metric_b": b, **r} for r in compare.metric_correlation(df, keys, a, b)]
         corr = pd.DataFrame(corr)
         md += ["## Correlations between metrics (Spearman ρ over group means)", "", frame_markdown(corr, 3), ""]
         files.append(_io.write_csv(out / "correlations.csv", corr))
 
     # ---- ID vs OOD
     for name in compare.eval_sets(df):
-        table, rho = compare.ood_ranks(df, keys, primary, name)
+        table, rhos = compare.ood_ranks(df, keys, primary, name)
         if table.empty:
             continue
         md += [f"## In-distribution vs {name} ({primary})", "",
-               (f"Ranks (1 = best) on the training dataset's test split and on {name} (eval.py); rank_shift = "
-                f"id_rank - ood_rank, positive = climbs out of distribution (paper 002). Spearman ρ(ID, OOD) = "
-                f"{fmt(rho['rho'], 3)}, p = {fmt_p(rho['p'])}, n = {rho['n']}."), "",
+               (f"Ranks (1 = best) on the training dataset's test split and on {name} (eval.py), within each "
+                "training dataset; rank_shift = id_rank - ood_rank, positive = climbs out of distribution "
+                "(paper 002). " + "; ".join(_rho_line("Spearman ρ(ID, OOD)", rho) for rho in rhos) + "."), "",
                frame_markdown(table, opts.digits), ""]
         files.append(_io.write_csv(out / f"ood_{_safe(name)}.csv", table))
         p = plots.rank_slope(table, keys, name, fig_dir / f"rank_shift_{_safe(name)}.png")
@@ -169,7 +194,7 @@ def build_report(roots: list[str | Path], out: str | Path, opts: ReportOptions |
             md += [f"![rank shift {name}]({rel(p)})", ""]
 
     # ---- failures, warnings
-    failed = df[df["status"] != "complete"]
+    failed = df[df["status"].isin(["failed", "incomplete"])]
     if not failed.empty:
         md += ["## Failures", "", markdown_table(
             ["status", *keys, "seed", "error", "run dir"],
@@ -181,6 +206,12 @@ def build_report(roots: list[str | Path], out: str | Path, opts: ReportOptions |
     report = _io.write_text(out / "report.md", "\n".join(md))
     return {"report": report, "files": [*files, report], "counts": counts, "warnings": warnings,
             "primary": primary, "significant": int((tests["p"] < 0.05).sum()) if not tests.empty else 0}
+
+
+def _rho_line(name: str, rho: dict) -> str:
+    """'Spearman ρ (dataset=kvasir_seg) = 0.400, p = 0.600, n = 4'; no parenthesis with one test set."""
+    where = compare.stratum_label({k: v for k, v in rho.items() if k not in ("rho", "p", "n")})
+    return f"{name}{f' ({where})' if where else ''} = {fmt(rho['rho'], 3)}, p = {fmt_p(rho['p'])}, n = {rho['n']}"
 
 
 __all__ = ["ReportOptions", "build_report", "stats"]

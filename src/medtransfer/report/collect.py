@@ -1,10 +1,13 @@
-"""Find every run under the given folders: complete, failed (results.json with status=failed + error) and
-incomplete (a run directory with config.yaml / .hydra but no results.json: killed, timed out, still running).
+"""Find every run under the given folders: complete, failed (results.json with status=failed + error),
+not_applicable (results.json a sweep writes for an impossible grid cell, with the reason in `error` and no
+metrics) and incomplete (a run directory with config.yaml / .hydra but no results.json: killed, timed out,
+still running).
 
 Nothing is assumed about the folder layout beyond docs/architecture.md's run directory files, so reports work
-on one sweep, many sweeps, a single run dir, or a copy of them. The same (study, condition, seed) found twice
-is reported once (complete beats failed beats incomplete, then the newest) and the others are listed as
-warnings, so a resumed or re-launched sweep never counts a seed twice.
+on one sweep, many sweeps, a single run dir, or a copy of them. The same condition and seed found twice (e.g.
+two study folders, or a copy) would count that seed twice, so it is an error naming both directories unless
+the caller asks to keep the newest (complete beats failed beats incomplete beats not applicable, then the
+newest results.json) — the others are then listed as warnings.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from pathlib import Path
 
 import yaml
 
+from medtransfer.errors import ConfigError, choices_msg
+
 RESULTS = "results.json"
 SKIP_DIRS = {"checkpoints", "wandb", "eval", "predictions", "__pycache__", "lightning_logs"}
 _SLUG_KEYS = {"enc": "encoder", "dec": "decoder", "pre": "pretrain", "ft": "finetune", "ds": "dataset",
@@ -30,8 +35,9 @@ class Run:
     """One run directory, normalised: what the report needs and nothing else."""
 
     run_dir: Path
-    status: str  # complete | failed | incomplete
+    status: str  # complete | failed | incomplete | not_applicable
     study: str | None = None
+    split: str | None = None  # the split scheme (results.json split.name): which test part was scored
     seed: int | None = None
     condition: dict = field(default_factory=dict)
     error: str | None = None
@@ -47,9 +53,12 @@ class Run:
         p = self.run_dir / "test_per_image.csv"
         return p if p.is_file() else None
 
-    @property
-    def key(self) -> tuple:
-        return (self.study, tuple(sorted((k, str(v)) for k, v in self.condition.items())), self.seed)
+    def identity(self, by_study: bool = False) -> tuple:
+        """What makes two runs the same measurement: condition (unset keys dropped, so an older record
+        without `extra` matches a newer one with extra=None) and seed, plus the study when the report keeps
+        studies apart."""
+        cond = tuple(sorted((k, str(v)) for k, v in self.condition.items() if v is not None))
+        return (cond, self.seed, self.study if by_study else None)
 
 
 def _load_json(path: Path) -> dict | None:
@@ -159,24 +168,26 @@ def load_run(run_dir: Path) -> Run | None:
     if res_path.is_file():
         rec = _load_json(res_path) or {}
         status = rec.get("status")
-        status = status if status in ("complete", "failed") else "incomplete"
+        status = status if status in ("complete", "failed", "not_applicable") else "incomplete"
         metrics = rec.get("metrics") or {}
         cond = rec.get("condition") or (rec.get("config") or {}).get("condition") or parse_slug(run_dir.parent.name)
+        split = (rec.get("split") or {}).get("name") or (((rec.get("config") or {}).get("dataset") or {}).get("split"))
         run = Run(run_dir=run_dir, status=status, study=rec.get("study"), seed=rec.get("seed", _seed_from(run_dir)),
-                  condition=dict(cond), error=_first_line(rec.get("error")) if status != "complete" else None,
+                  split=split, condition=dict(cond),
+                  error=_first_line(rec.get("error")) if status != "complete" else None,
                   test=dict(metrics.get("test") or {}), val_best=dict(metrics.get("val_best") or {}),
                   val_history=list(metrics.get("val_history") or []), mtime=res_path.stat().st_mtime)
         for k in ("epochs", "best_epoch", "epochs_to_converge", "wall_time_s", "train_images_per_s"):
             run.info[k] = rec.get(k)
-        if status == "failed" and not run.error:
-            run.error = "failed (no error recorded)"
+        if status in ("failed", "not_applicable") and not run.error:
+            run.error = f"{status.replace('_', ' ')} (no reason recorded)"
     else:
         cfg = _train_config(run_dir)
         if cfg is None:
             return None
         run = Run(run_dir=run_dir, status="incomplete", study=cfg.get("study"),
                   seed=cfg.get("seed", _seed_from(run_dir)), condition=dict(cfg.get("condition") or {}),
-                  mtime=run_dir.stat().st_mtime)
+                  split=(cfg.get("dataset") or {}).get("split"), mtime=run_dir.stat().st_mtime)
         run.val_history = _history_from_metrics_csv(run_dir / "metrics.csv")
         ckpt = (run_dir / "checkpoints" / "last.ckpt").is_file()
         run.error = (f"no results.json ({len(run.val_history)} validation epochs logged"
@@ -187,8 +198,16 @@ def load_run(run_dir: Path) -> Run | None:
     return run
 
 
-def find_runs(roots: list[str | Path]) -> tuple[list[Run], list[str]]:
-    """All runs under the roots (recursively, symlinks not followed), deduplicated; plus warnings."""
+def find_runs(roots: list[str | Path], duplicates: str = "error",
+              by_study: bool = False) -> tuple[list[Run], list[str]]:
+    """All runs under the roots, deduplicated (see dedupe()); plus warnings."""
+    runs, warnings = scan(roots)
+    return dedupe(runs, warnings, duplicates, by_study)
+
+
+def scan(roots: list[str | Path]) -> tuple[list[Run], list[str]]:
+    """Every run dir under the roots (recursively, symlinks not followed; a folder reached twice counts once),
+    duplicates of a condition and seed included; plus warnings."""
     found, warnings, seen_dirs = [], [], set()
     for root in roots:
         root = Path(root)
@@ -206,22 +225,39 @@ def find_runs(roots: list[str | Path]) -> tuple[list[Run], list[str]]:
                     dirnames[:] = []  # a run dir holds no other runs
                     continue
             dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d not in SKIP_DIRS)
-    return dedupe(found, warnings)
+    return found, warnings
 
 
-_PRIORITY = {"complete": 0, "failed": 1, "incomplete": 2}
+DUPLICATES = ("error", "newest")
+_PRIORITY = {"complete": 0, "failed": 1, "incomplete": 2, "not_applicable": 3}
 
 
-def dedupe(runs: list[Run], warnings: list[str] | None = None) -> tuple[list[Run], list[str]]:
+def dedupe(runs: list[Run], warnings: list[str] | None = None, duplicates: str = "error",
+           by_study: bool = False) -> tuple[list[Run], list[str]]:
+    """One run per condition and seed (per study too with by_study).
+
+    duplicates="error": a ConfigError naming the first two directories of the same measurement (sorted, so the
+    message is stable); "newest": keep one — complete over failed over incomplete over not applicable, then
+    the newest — and warn about each one left out.
+    """
+    if duplicates not in DUPLICATES:
+        raise ConfigError(choices_msg("--duplicates", duplicates, DUPLICATES))
     warnings = list(warnings or [])
-    best: dict[tuple, Run] = {}
-    for r in sorted(runs, key=lambda r: (_PRIORITY[r.status], -r.mtime)):
-        if r.key in best:
-            warnings.append(f"duplicate {r.status} run {r.run_dir} ignored: same study/condition/seed as "
-                            f"{best[r.key].run_dir} ({best[r.key].status})")
-        else:
-            best[r.key] = r
-    return sorted(best.values(), key=lambda r: (str(r.study), str(r.run_dir))), warnings
+    groups: dict[tuple, list[Run]] = {}
+    for r in sorted(runs, key=lambda r: (_PRIORITY[r.status], -r.mtime, str(r.run_dir))):
+        groups.setdefault(r.identity(by_study), []).append(r)
+    clashes = sorted(sorted(str(r.run_dir) for r in g) for g in groups.values() if len(g) > 1)
+    if clashes and duplicates == "error":
+        studies = {r.study for g in groups.values() if len(g) > 1 for r in g}
+        more = f" (and {len(clashes) - 1} more)" if len(clashes) > 1 else ""
+        hint = " or add study to --rows/--cols to keep the studies apart" if len(studies) > 1 and not by_study else ""
+        raise ConfigError(f"the same condition and seed was found twice: {clashes[0][0]} and {clashes[0][1]}{more}; "
+                          f"a seed would count twice — pass --duplicates newest to keep the newest{hint}")
+    for g in groups.values():
+        for r in g[1:]:
+            warnings.append(f"duplicate {r.status} run {r.run_dir} ignored: same condition and seed as "
+                            f"{g[0].run_dir} ({g[0].status})")
+    return sorted((g[0] for g in groups.values()), key=lambda r: (str(r.study), str(r.run_dir))), warnings
 
 
 def condition_value(v) -> str:

@@ -1,7 +1,8 @@
 """The statistics the five studies report, as small pure functions over numbers (SciPy does the maths).
 
-- Welch two-sample t-test of a condition against a baseline over seeds (paper 004's protocol: "independent
-  two-sample t-test", 10 runs each; Welch because the seed variances of two conditions need not match);
+- two-sample t-test of a condition against a baseline over seeds: Welch's (the report's default, because the
+  seed variances of two conditions need not match) or Student's (equal variances: what paper 004's
+  "independent two-sample t-test", 10 runs each, means when a paper does not say otherwise);
 - Wilcoxon signed-rank on per-image Dice paired by image id (an extra: uses the test images, not only seeds);
 - Spearman ρ between two score lists (paper 000: pretraining score vs transfer score, ρ = 0.8 at p = 0.2
   with four decoders), and the in-distribution → out-of-distribution rank shift (paper 002);
@@ -43,11 +44,31 @@ def mean_std(values) -> tuple[float, float, int]:
     return float(a.mean()), float(a.std(ddof=1)) if a.size > 1 else NAN, int(a.size)
 
 
+T_TESTS = ("welch", "student")
+
+
 def welch(a, b) -> dict:
     """Welch's t-test of sample a against sample b (scipy.stats.ttest_ind, equal_var=False), two-sided.
 
     Returns n_a, n_b, mean_a, mean_b, diff (= mean_a - mean_b), t, df (Welch–Satterthwaite), p.
     """
+    return _ttest(a, b, equal_var=False)
+
+
+def student(a, b) -> dict:
+    """Student's t-test with pooled variance (ttest_ind, equal_var=True), two-sided; df = n_a + n_b - 2.
+    Same keys as welch()."""
+    return _ttest(a, b, equal_var=True)
+
+
+def t_test(a, b, kind: str = "welch") -> dict:
+    """welch() or student() by name (the report's --test)."""
+    if kind not in T_TESTS:
+        raise ValueError(f"unknown t-test {kind!r}; valid choices: {', '.join(T_TESTS)}")
+    return _ttest(a, b, equal_var=kind == "student")
+
+
+def _ttest(a, b, equal_var: bool) -> dict:
     from scipy import stats
 
     x, y = _clean(a), _clean(b)
@@ -58,7 +79,7 @@ def welch(a, b) -> dict:
         return out
     if x.var(ddof=1) == 0 and y.var(ddof=1) == 0:
         return out  # no spread at all: the t statistic is undefined (scipy would warn and give NaN)
-    res = stats.ttest_ind(x, y, equal_var=False)
+    res = stats.ttest_ind(x, y, equal_var=equal_var)
     out.update(t=float(res.statistic), p=float(res.pvalue), df=float(getattr(res, "df", NAN)))
     return out
 

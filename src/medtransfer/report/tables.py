@@ -4,7 +4,8 @@ Column naming of the runs table (runs.csv) is the vocabulary of `--metric`: cond
 (encoder, pretrain, ...), test metrics by their own names (dice_per_image, hd95, ...), `val_best.<k>`,
 `eval.<dataset>-<split>.<k>` (eval.py summaries), and run facts (epochs, converge_epoch, epochs_to_converge,
 epochs_to_converge_recorded, wall_time_s, ...). Condition values are strings ("all" for n_train=None), so
-`--baseline n_train=all` and `pretrain=scratch` both match what the tables show.
+`--baseline n_train=all` and `pretrain=scratch` both match what the tables show. `split` is the recorded split
+scheme (which test part was scored); it is a run fact, not a condition key.
 """
 
 from __future__ import annotations
@@ -13,10 +14,14 @@ import itertools
 import math
 from collections.abc import Sequence
 
+from medtransfer.errors import ConfigError
 from medtransfer.report import stats
 from medtransfer.report.collect import Run, condition_value
 
-RUN_COLS = ["study", "seed", "status", "error", "run_dir"]
+RUN_COLS = ["study", "seed", "status", "error", "split", "run_dir"]
+# Condition keys that decide which test set a run was scored on: a table key whenever they vary, never pooled,
+# and every comparison (tests, ranks, correlations) stays inside one of their values (compare.strata).
+TEST_SET_KEYS = ("dataset",)
 
 
 def condition_keys(runs: Sequence[Run]) -> list[str]:
@@ -32,6 +37,33 @@ def varying_keys(runs: Sequence[Run]) -> list[str]:
             if len({condition_value(r.condition.get(k)) for r in runs}) > 1]
 
 
+def layout(runs: Sequence[Run], rows: Sequence[str] | None, cols: Sequence[str] | None) -> tuple[list, list]:
+    """The table's row and column keys. Only keys that vary become groups (a constant encoder is no group);
+    with neither given, the last varying key is the columns and the others the rows, so encoder × pretrain
+    is the papers' grid (encoders down, sources across) and a one-axis study is one column."""
+    vary = varying_keys(runs)
+    if rows is None and cols is None:
+        return (vary[:-1], vary[-1:]) if len(vary) > 1 else (vary, [])
+    cols = list(cols or [])
+    return (list(rows) if rows is not None else [k for k in vary if k not in cols]), cols
+
+
+def check_test_sets(df, keys: Sequence[str]) -> None:
+    """A ConfigError when the table would pool runs scored on different test sets: a varying test-set key left
+    out of --rows/--cols, or one dataset's runs recorded with different split schemes (different test parts)."""
+    for k in TEST_SET_KEYS:
+        values = sorted(set(df[k])) if k in df else []
+        if len(values) > 1 and k not in keys:
+            raise ConfigError(f"--rows/--cols would pool different test sets: {k} takes {', '.join(values)}; "
+                              f"add {k} to --rows or --cols (a metric is only comparable on one test set)")
+    if "dataset" in df and "split" in df:
+        for ds, sub in df.groupby("dataset"):
+            splits = sorted(set(sub["split"].dropna().astype(str)))
+            if len(splits) > 1:
+                raise ConfigError(f"dataset {ds}: runs were scored on different test splits ({', '.join(splits)}); "
+                                  "report them separately")
+
+
 def runs_frame(runs: Sequence[Run], tol: float = 0.005):
     import pandas as pd
 
@@ -39,7 +71,7 @@ def runs_frame(runs: Sequence[Run], tol: float = 0.005):
     rows = []
     for r in runs:
         row = {k: condition_value(r.condition.get(k)) for k in keys}
-        row.update(study=r.study, seed=r.seed, status=r.status, error=r.error, run_dir=str(r.run_dir))
+        row.update(study=r.study, seed=r.seed, status=r.status, error=r.error, split=r.split, run_dir=str(r.run_dir))
         row.update({k: v for k, v in r.test.items() if isinstance(v, (int, float)) or v is None})
         row.update({f"val_best.{k}": v for k, v in r.val_best.items()})
         for name, rec in r.evals.items():
@@ -65,7 +97,8 @@ def group_label(values: Sequence, keys: Sequence[str]) -> str:
 
 def aggregate(df, keys: Sequence[str], metric: str):
     """One row per group of `keys`: mean, std (ddof=1), n (complete runs with the metric), n_failed,
-    n_incomplete, seeds. Groups that only have failures still appear (their cell is marked, not dropped)."""
+    n_incomplete, n_not_applicable, seeds. Groups without a complete run still appear (their cell is marked,
+    not dropped)."""
     import pandas as pd
 
     keys = list(keys)
@@ -79,6 +112,7 @@ def aggregate(df, keys: Sequence[str], metric: str):
         rows.append({**dict(zip(keys, values)), "metric": metric, "mean": mean, "std": std, "n": n,
                      "n_failed": int((g["status"] == "failed").sum()),
                      "n_incomplete": int((g["status"] == "incomplete").sum()),
+                     "n_not_applicable": int((g["status"] == "not_applicable").sum()),
                      "seeds": ",".join(str(int(s)) for s in sorted(ok["seed"].dropna().unique()))})
     out = pd.DataFrame(rows)
     return sort_frame(out, keys) if keys and not out.empty else out
@@ -117,14 +151,17 @@ def fmt_p(p) -> str:
 
 
 def cell(row, digits: int = 4) -> str:
-    """'0.8123 ± 0.0131 (n=3)', with failures/incomplete noted; '✗ failed (2)' when nothing completed."""
+    """'0.8123 ± 0.0131 (n=3)', with failures/incomplete noted; '✗ 2 failed' when nothing completed; 'n/a'
+    for a cell the sweep marked not applicable (its reason goes in a footnote, see not_applicable_notes)."""
     bad = []
     if row["n_failed"]:
         bad.append(f"{row['n_failed']} failed")
     if row["n_incomplete"]:
         bad.append(f"{row['n_incomplete']} incomplete")
+    if row["n"] and row["n_not_applicable"]:  # ran and marked impossible: contradictory, so flagged
+        bad.append(f"{row['n_not_applicable']} n/a")
     if row["n"] == 0:
-        return f"✗ {', '.join(bad)}" if bad else "— missing"
+        return f"✗ {', '.join(bad)}" if bad else "n/a" if row["n_not_applicable"] else "— missing"
     s = fmt(row["mean"], digits) + (f" ± {fmt(row['std'], digits)}" if not math.isnan(row["std"]) else "")
     return s + f" (n={row['n']}{'; ' + ', '.join(bad) if bad else ''})" + (" ⚠" if bad else "")
 
@@ -145,6 +182,18 @@ def pivot_cells(agg, rows: Sequence[str], cols: Sequence[str], digits: int = 4) 
             line.append(cell(r, digits) if r is not None else "— missing")
         body.append(line)
     return header, body
+
+
+def not_applicable_notes(df, keys: Sequence[str]) -> list[str]:
+    """Footnote lines for the 'n/a' cells: each reason once, with the cells it covers."""
+    na = df[df["status"] == "not_applicable"]
+    cells: dict[str, list[str]] = {}
+    for r in na.to_dict("records"):
+        label = group_label(tuple(r[k] for k in keys), keys)
+        labels = cells.setdefault(r["error"] or "no reason recorded", [])
+        if label not in labels:
+            labels.append(label)
+    return [f"n/a (not applicable, not run): {', '.join(labels)} — {reason}" for reason, labels in cells.items()]
 
 
 def _unique(agg, keys) -> list[tuple]:
