@@ -16,6 +16,9 @@ from medtransfer.metrics import METRIC_DOCS, SegMetrics
 KEYS = {
     "dice_per_image", "iou_per_image", "precision", "recall", "accuracy",
     "dice_pooled", "iou_pooled", "n_images", "n_empty_target", "n_empty_both",
+    # MMSeg-style pooled keys (tests/test_metrics_mmseg.py)
+    "accuracy_pooled", "recall_pooled", "specificity_pooled", "iou_background_pooled",
+    "dice_background_pooled", "miou_pooled", "mdice_pooled", "macc_pooled",
 }  # fmt: skip
 
 

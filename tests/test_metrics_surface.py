@@ -159,3 +159,46 @@ def test_batch_thresholds_inclusively_and_aggregate_counts_policies():
     assert agg["n_surface_target_empty"] == 0
     assert math.isnan(aggregate_surface([])["hd95"])
     assert {"hd95", "assd", "n_surface_both_empty", "n_surface_pred_empty"} <= set(METRIC_DOCS)
+
+
+ANISO = (2.0, 0.5)  # (row, column) mm per pixel
+
+
+@pytest.mark.filterwarnings("ignore:.*always_return_as_numpy:FutureWarning")  # MONAI-internal deprecation
+def test_anisotropic_spacing_hand_worked_against_monai_and_scipy():
+    """pred = (1,1); target = (1,7) and (2,1) in a 6x10 image, spacing (2.0, 0.5) mm per pixel.
+    (1,7) is 6 columns away: 3.0 mm (6 px); (2,1) is 1 row away: 2.0 mm (1 px).
+    mm: pred->target [2.0], target->pred [3.0, 2.0]: hd95 = max(2.0, 2.0 + 0.95 * 1.0) = 2.95,
+        assd = (2.0 + 3.0 + 2.0) / 3 = 7/3.
+    px: pred->target [1], target->pred [6, 1]: hd95 = 1 + 0.95 * 5 = 5.75, assd = (1 + 6 + 1) / 3 = 8/3."""
+    from monai.metrics import compute_average_surface_distance, compute_hausdorff_distance
+
+    pred, target = pixels((6, 10), [(1, 1)]), pixels((6, 10), [(1, 7), (2, 1)])
+    mm = surface_metrics(pred, target, spacing=ANISO)
+    assert (mm["hd95"], mm["assd"]) == pytest.approx((2.95, 7 / 3), abs=1e-5)
+    px = surface_metrics(pred, target)  # spacing=None: pixels
+    assert (px["hd95"], px["assd"]) == pytest.approx((5.75, 8 / 3), abs=1e-5)
+    assert reference(pred, target, ANISO) == pytest.approx((2.95, 7 / 3), abs=1e-9)  # SciPy EDT, sampling=
+    yp, yt = (torch.from_numpy(m)[None, None].float() for m in (pred, target))
+    hd = compute_hausdorff_distance(yp, yt, include_background=True, percentile=95, spacing=ANISO)
+    asd = compute_average_surface_distance(yp, yt, include_background=True, symmetric=True, spacing=ANISO)
+    assert (hd.item(), asd.item()) == pytest.approx((2.95, 7 / 3), abs=1e-5)
+
+
+def test_empty_mask_diagonal_in_mm_and_the_unit_is_recorded():
+    """One mask empty in a 6x10 image at (2.0, 0.5) mm: diagonal hypot(5 * 2.0, 9 * 0.5) = sqrt(120.25)
+    = 10.966 mm (pixels: hypot(5, 9) = 10.296)."""
+    z, blob = np.zeros((6, 10), bool), pixels((6, 10), [(1, 1)])
+    missed = surface_metrics(z, blob, spacing=ANISO)
+    assert (missed["hd95"], missed["policy"]) == (pytest.approx(math.sqrt(120.25)), "pred_empty")
+    assert surface_metrics(z, blob)["hd95"] == pytest.approx(math.hypot(5, 9))
+    target = np.zeros((2, 1, 6, 10), np.float32)
+    target[0, 0, 1, 7] = target[0, 0, 2, 1] = target[1, 0, 1, 1] = 1
+    probs = np.zeros_like(target)
+    probs[0, 0, 1, 1] = 0.9  # image 0: the hand-worked pair above; image 1: prediction empty
+    agg = aggregate_surface(surface_metrics_batch(probs, target, spacing=ANISO), spacing=ANISO)
+    assert agg["surface_unit"] == "mm" and METRIC_DOCS["surface_unit"]
+    assert agg["hd95"] == pytest.approx((2.95 + math.sqrt(120.25)) / 2, abs=1e-5)
+    assert aggregate_surface(surface_metrics_batch(probs, target))["surface_unit"] == "px"
+    with pytest.raises(ValueError, match="spacing"):
+        aggregate_surface([], spacing=(0.5,))

@@ -5,8 +5,8 @@
 """
 
 from .definitions import EMPTY_POLICY, METRIC_DOCS, THRESHOLD
-from .segmentation import SegMetrics, confusion_counts, ratios_from_counts
-from .surface import aggregate_surface, max_distance, surface_metrics, surface_metrics_batch
+from .segmentation import SegMetrics, confusion_counts, pooled_ratios, ratios_from_counts
+from .surface import aggregate_surface, max_distance, surface_metrics, surface_metrics_batch, surface_unit
 
 __all__ = [
     "EMPTY_POLICY",
@@ -16,7 +16,9 @@ __all__ = [
     "aggregate_surface",
     "confusion_counts",
     "max_distance",
+    "pooled_ratios",
     "ratios_from_counts",
     "surface_metrics",
     "surface_metrics_batch",
+    "surface_unit",
 ]

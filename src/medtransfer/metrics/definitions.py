@@ -28,20 +28,43 @@ METRIC_DOCS: dict[str, str] = {
     "accuracy": "per-image pixel accuracy (TP+TN)/(H*W) at probability >= 0.5, mean over images",
     # --- pooled over the dataset (MMSeg IoUMetric / smp "micro" style) ---
     "dice_pooled": "2*sum(TP)/(2*sum(TP)+sum(FP)+sum(FN)) with counts summed over all pixels of all images "
-    "at probability >= 0.5; 0/0 -> 1",
+    "at probability >= 0.5 (MMSeg Dice[1], the foreground class); 0/0 -> 1",
     "iou_pooled": "sum(TP)/(sum(TP)+sum(FP)+sum(FN)) with counts summed over all pixels of all images "
+    "at probability >= 0.5 (MMSeg IoU[1], the foreground class); 0/0 -> 1",
+    # --- MMSegmentation's IoUMetric (paper 000), all pooled: classes background = 0, foreground = 1; per
+    #     class c, MMSeg's areas are intersect_c, pred_c, label_c summed over the dataset (ignore_index ==
+    #     outside the counted region), then IoU_c = I/(P+L-I), Dice_c = 2I/(P+L), Acc_c = I/L. MMSeg's
+    #     IoU[1] and Dice[1] are iou_pooled and dice_pooled; its 0/0 -> NaN + nanmean is replaced by our
+    #     0/0 policy (differs only when a class is absent from the whole dataset's targets) ---
+    "accuracy_pooled": "MMSeg aAcc: (sum(TP)+sum(TN))/(sum(TP)+sum(FP)+sum(FN)+sum(TN)), counts summed over "
+    "all pixels of all images at probability >= 0.5 (pixel accuracy of the pooled dataset); 0/0 -> 1",
+    "recall_pooled": "MMSeg per-class Acc of the foreground class, Acc[1] = sum(TP)/(sum(TP)+sum(FN)), counts "
+    "summed over all images at probability >= 0.5 (pooled recall); this is paper 000's 'OA' column, not "
+    "pixel accuracy (its OA is below its Dice); 0/0 -> 1 if sum(FP) == 0, else 0",
+    "specificity_pooled": "MMSeg per-class Acc of the background class, Acc[0] = sum(TN)/(sum(TN)+sum(FP)), "
+    "counts summed over all images at probability >= 0.5 (pooled specificity); 0/0 -> 1 if sum(FN) == 0, "
+    "else 0",
+    "iou_background_pooled": "MMSeg IoU[0] = sum(TN)/(sum(TN)+sum(FP)+sum(FN)), counts summed over all images "
     "at probability >= 0.5; 0/0 -> 1",
+    "dice_background_pooled": "MMSeg Dice[0] = 2*sum(TN)/(2*sum(TN)+sum(FP)+sum(FN)), counts summed over all "
+    "images at probability >= 0.5; 0/0 -> 1",
+    "miou_pooled": "MMSeg mIoU over the two classes: (iou_background_pooled + iou_pooled)/2",
+    "mdice_pooled": "MMSeg mDice over the two classes: (dice_background_pooled + dice_pooled)/2",
+    "macc_pooled": "MMSeg mAcc over the two classes: (specificity_pooled + recall_pooled)/2",
     # --- counts that say how often the empty-mask policy applied ---
     "n_images": "number of images evaluated",
     "n_empty_target": "number of images whose target mask is empty (TP+FN == 0)",
     "n_empty_both": "number of images whose target and prediction are both empty (Dice 0/0, scored 1)",
     # --- surface distances (MONAI, evaluation only) ---
     "hd95": "mean over images of the 95th-percentile symmetric Hausdorff distance between prediction and "
-    "target boundaries, max(P95(pred->target), P95(target->pred)), in spacing units (pixels unless "
-    "given); both empty -> 0, exactly one empty -> max possible distance (pixel-centre image diagonal)",
+    "target boundaries, max(P95(pred->target), P95(target->pred)), in surface_unit (pixels unless the "
+    "dataset gives its pixel spacing); both empty -> 0, exactly one empty -> max possible distance "
+    "(pixel-centre image diagonal, in the same unit)",
     "assd": "mean over images of the average symmetric surface distance (mean of the pooled pred->target "
-    "and target->pred boundary distances), in spacing units; both empty -> 0, exactly one empty -> "
-    "max possible distance (pixel-centre image diagonal)",
+    "and target->pred boundary distances), in surface_unit; both empty -> 0, exactly one empty -> "
+    "max possible distance (pixel-centre image diagonal, in the same unit)",
+    "surface_unit": "unit of hd95 and assd: 'px' (pixel-centre distances, no spacing) or 'mm' (distances "
+    "scaled by the dataset's (row, column) pixel spacing in mm per pixel)",
     "n_surface_both_empty": "images where prediction and target were both empty (hd95 = assd = 0)",
     "n_surface_pred_empty": "images with an empty prediction but non-empty target (hd95 = assd = diagonal)",
     "n_surface_target_empty": "images with an empty target but non-empty prediction (hd95 = assd = diagonal)",

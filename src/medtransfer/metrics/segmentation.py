@@ -96,6 +96,36 @@ def ratios_from_counts(counts: Tensor) -> dict[str, Tensor]:
     }
 
 
+def pooled_ratios(counts: Tensor) -> dict[str, Tensor]:
+    """Every dataset-pooled ratio (float64 scalars) from (N, 4) counts: ours and MMSeg's ``IoUMetric``.
+
+    Why one function: MMSeg (paper 000) sums per-class areas over the whole dataset *before* dividing
+    (``intersect_and_union`` per image, summed, then ``total_area_to_metrics``). For the binary task
+    (background = 0, foreground = 1) its per-class areas are intersect (TN, TP), prediction (TN+FN, TP+FP)
+    and label (TN+FP, TP+FN), so each MMSeg number is a ratio of the four summed counts, and its foreground
+    IoU and Dice are exactly ``iou_pooled`` and ``dice_pooled``. Its ``ignore_index`` pixels are dropped
+    from every area, which is what ``valid`` does to the counts. One deliberate difference: a 0/0 ratio
+    (a class absent from target and prediction alike) follows ``EMPTY_POLICY`` instead of MMSeg's NaN and
+    nanmean over classes, as every other ratio here does; a dataset with foreground in its targets never
+    reaches it for the foreground class, and background is then absent only if every pixel is foreground.
+    """
+    tp, fp, fn, tn = counts.sum(dim=0).unbind()
+    err = fp + fn
+    out = {
+        "dice_pooled": safe_ratio(2 * tp, 2 * tp + fp + fn, err),  # MMSeg Dice[foreground]
+        "iou_pooled": safe_ratio(tp, tp + fp + fn, err),  # MMSeg IoU[foreground]
+        "accuracy_pooled": safe_ratio(tp + tn, tp + fp + fn + tn, err),  # MMSeg aAcc
+        "recall_pooled": safe_ratio(tp, tp + fn, err),  # MMSeg Acc[foreground]; paper 000's "OA"
+        "specificity_pooled": safe_ratio(tn, tn + fp, err),  # MMSeg Acc[background]
+        "iou_background_pooled": safe_ratio(tn, tn + fp + fn, err),
+        "dice_background_pooled": safe_ratio(2 * tn, 2 * tn + fp + fn, err),
+    }
+    out["miou_pooled"] = (out["iou_pooled"] + out["iou_background_pooled"]) / 2
+    out["mdice_pooled"] = (out["dice_pooled"] + out["dice_background_pooled"]) / 2
+    out["macc_pooled"] = (out["recall_pooled"] + out["specificity_pooled"]) / 2
+    return out
+
+
 def _encode_ids(ids: Sequence[str] | None, n: int, device: torch.device) -> Tensor:
     out = torch.zeros((n, ID_BYTES), dtype=torch.uint8)
     if ids is not None:
@@ -115,7 +145,8 @@ def _decode_id(row: Tensor) -> str | None:
 
 
 class SegMetrics(Metric):
-    """Binary segmentation metrics: per-image means and dataset-pooled Dice/IoU (see ``METRIC_DOCS``).
+    """Binary segmentation metrics: per-image means, dataset-pooled Dice/IoU and MMSeg's pooled per-class
+    accuracies and class means (``pooled_ratios``); definitions in ``METRIC_DOCS``.
 
     ``update(probs, target, ids=None, valid=None)`` takes foreground probabilities (B, 1, H, W) in [0, 1]
     (any float dtype, incl. float16/bfloat16), a 0/1 target of the same shape and optionally a 0/1 region
@@ -160,10 +191,7 @@ class SegMetrics(Metric):
             "recall": per["recall"].mean().item() if n else nan,
             "accuracy": per["accuracy"].mean().item() if n else nan,
         }
-        stp, sfp, sfn = tp.sum(), fp.sum(), fn.sum()
-        err = sfp + sfn
-        out["dice_pooled"] = safe_ratio(2 * stp, 2 * stp + sfp + sfn, err).item() if n else nan
-        out["iou_pooled"] = safe_ratio(stp, stp + sfp + sfn, err).item() if n else nan
+        out.update({k: v.item() if n else nan for k, v in pooled_ratios(counts).items()})
         out["n_images"] = n
         out["n_empty_target"] = int(((tp + fn) == 0).sum())
         out["n_empty_both"] = int(((tp + fn + fp) == 0).sum())

@@ -10,6 +10,11 @@ drops an image from ``nanmean`` or poisons a plain mean. The policy here is expl
   ``"target_empty"`` (the worst score, so a missed polyp is never better than a poor one);
 * otherwise MONAI's values, ``policy=None``.
 
+Units: ``spacing=None`` measures in pixels (unit ``"px"``); a dataset that knows its pixel size passes
+``spacing`` = (row, column) millimetres per pixel (DICOM PixelSpacing order) and every distance, the
+one-empty diagonal included, comes out in ``"mm"``. ``aggregate_surface`` records the unit next to the
+means, so a results file never leaves the reader guessing which one a number is in.
+
 Definitions (MONAI 1.6, checked against an independent SciPy implementation in the tests): boundary pixels
 are the mask minus its 4-connected binary erosion (pixels outside the image count as background); d(a->b)
 is the Euclidean distance, scaled by ``spacing`` = (row, column) pixel size, from each boundary pixel of a to
@@ -44,24 +49,42 @@ def _as_bool_2d(x, name: str) -> np.ndarray:
     return a
 
 
-def max_distance(shape: Sequence[int], spacing: Sequence[float] = (1.0, 1.0)) -> float:
+def _spacing(spacing: Sequence[float] | None) -> tuple[float, float]:
+    """(row, column) pixel size as floats; None -> (1.0, 1.0), i.e. pixels. Rejects anything else."""
+    if spacing is None:
+        return (1.0, 1.0)
+    out = tuple(float(s) for s in spacing)
+    if len(out) != 2 or not all(s > 0 and math.isfinite(s) for s in out):
+        raise ValueError(f"spacing must be two positive numbers (row, column), got {spacing}")
+    return out
+
+
+def surface_unit(spacing: Sequence[float] | None) -> str:
+    """Unit of hd95/assd measured with ``spacing``: "px" for None, else "mm" (spacing is mm per pixel)."""
+    if spacing is None:
+        return "px"
+    _spacing(spacing)  # a malformed spacing fails here as it would in surface_metrics
+    return "mm"
+
+
+def max_distance(shape: Sequence[int], spacing: Sequence[float] | None = None) -> float:
     """Largest distance between two pixel centres of an (H, W) image: the score for 'exactly one empty'."""
-    return float(math.hypot((shape[0] - 1) * spacing[0], (shape[1] - 1) * spacing[1]))
+    sy, sx = _spacing(spacing)
+    return float(math.hypot((shape[0] - 1) * sy, (shape[1] - 1) * sx))
 
 
-def surface_metrics(pred, target, spacing: Sequence[float] = (1.0, 1.0)) -> dict:
+def surface_metrics(pred, target, spacing: Sequence[float] | None = None) -> dict:
     """HD95 and ASSD between two binary (H, W) masks; returns ``dict(hd95, assd, policy)``.
 
-    ``spacing`` is the (row, column) pixel size; distances come out in those units. The empty-mask policy
-    (module docstring) always yields finite numbers; ``policy`` says which rule applied (None = measured).
+    ``spacing`` is the (row, column) pixel size in mm, None for pixels (``surface_unit``). The empty-mask
+    policy (module docstring) always yields finite numbers; ``policy`` says which rule applied (None =
+    measured).
     """
     p = _as_bool_2d(pred, "pred")
     t = _as_bool_2d(target, "target")
     if p.shape != t.shape:
         raise ValueError(f"pred shape {p.shape} != target shape {t.shape}")
-    spacing = tuple(float(s) for s in spacing)
-    if len(spacing) != 2 or not all(s > 0 and math.isfinite(s) for s in spacing):
-        raise ValueError(f"spacing must be two positive numbers (row, column), got {spacing}")
+    spacing = _spacing(spacing)
 
     p_any, t_any = bool(p.any()), bool(t.any())
     if not p_any and not t_any:
@@ -89,7 +112,7 @@ def surface_metrics(pred, target, spacing: Sequence[float] = (1.0, 1.0)) -> dict
     return {"hd95": hd95, "assd": assd, "policy": None}
 
 
-def surface_metrics_batch(probs, target, threshold: float = 0.5, spacing: Sequence[float] = (1.0, 1.0)):
+def surface_metrics_batch(probs, target, threshold: float = 0.5, spacing: Sequence[float] | None = None):
     """``surface_metrics`` for each image of a (B, 1, H, W) batch; pred = ``probs >= threshold`` (as SegMetrics)."""
     if isinstance(probs, torch.Tensor):  # up-cast half types only (bf16 has no numpy dtype; never round fp64)
         probs = probs.detach()
@@ -102,10 +125,11 @@ def surface_metrics_batch(probs, target, threshold: float = 0.5, spacing: Sequen
     return [surface_metrics(probs[i, 0] >= threshold, target[i, 0], spacing) for i in range(probs.shape[0])]
 
 
-def aggregate_surface(results: Iterable[dict]) -> dict:
+def aggregate_surface(results: Iterable[dict], spacing: Sequence[float] | None = None) -> dict:
     """Mean hd95/assd over images (policy values included) plus how often each empty-mask rule applied.
 
-    Returns ``hd95, assd`` (NaN when there are no images), ``n_images`` and ``n_surface_<policy>`` for
+    ``spacing``: the one the results were measured with (None = pixels). Returns ``hd95, assd`` (NaN when
+    there are no images), ``surface_unit`` ("px" or "mm"), ``n_images`` and ``n_surface_<policy>`` for
     ``both_empty``, ``pred_empty``, ``target_empty`` (names as in ``METRIC_DOCS``).
     """
     results = list(results)
@@ -113,6 +137,7 @@ def aggregate_surface(results: Iterable[dict]) -> dict:
     out = {
         "hd95": float(np.mean([r["hd95"] for r in results])) if n else float("nan"),
         "assd": float(np.mean([r["assd"] for r in results])) if n else float("nan"),
+        "surface_unit": surface_unit(spacing),
         "n_images": n,
     }
     for pol in _POLICIES:
