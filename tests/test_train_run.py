@@ -200,15 +200,15 @@ def test_sweeping_a_hyperparameter_gives_one_run_per_value(tmp_path):
 
 @pytest.mark.slow
 def test_failed_job_does_not_stop_the_sweep_and_shows_in_the_report(tmp_path):
-    # lr=-1 passes config validation but torch's optimizer rejects it inside the job: a runtime failure
-    p = _cli("train.py", ["-m", "optimizer.lr=-1.0,0.001", "dataset=synthetic", "trainer=smoke", "logger=none",
+    # more training images than the data has: known only once the files are listed, inside the job
+    p = _cli("train.py", ["-m", "dataset.n_train=500,8", "dataset=synthetic", "trainer=smoke", "logger=none",
                           "trainer.max_epochs=1", "eval_surface=false", "study=fail"], tmp_path, check=False)
     assert p.returncode != 0  # the sweep says something failed ...
-    runs = {json.loads(r.read_text())["config"]["optimizer"]["lr"]: json.loads(r.read_text())
+    runs = {json.loads(r.read_text())["condition"]["n_train"]: json.loads(r.read_text())
             for r in (tmp_path / "runs" / "fail").glob("*/seed0/results.json")}
-    assert set(runs) == {-1.0, 0.001}  # ... after running the job that came after the failure
-    assert runs[-1.0]["status"] == "failed" and "learning rate" in runs[-1.0]["error"]
-    assert runs[0.001]["status"] == "complete"
+    assert set(runs) == {500, 8}  # ... after running the job that came after the failure
+    assert runs[500]["status"] == "failed" and "exceeds" in runs[500]["error"]
+    assert runs[8]["status"] == "complete"
     out = tmp_path / "report"
     rep = subprocess.run([sys.executable, "-m", "medtransfer.cli", "report", str(tmp_path / "runs" / "fail"),
                           "--out", str(out), "--rows", "encoder"], cwd=ROOT, env=_env(tmp_path),
@@ -216,7 +216,7 @@ def test_failed_job_does_not_stop_the_sweep_and_shows_in_the_report(tmp_path):
     assert rep.returncode == 0, rep.stderr[-3000:]
     md = (out / "report.md").read_text()
     failures = md.split("## Failures", 1)[1]
-    assert "learning rate" in failures and "1 failed" in md and "1 complete" in md
+    assert "exceeds" in failures and "1 failed" in md and "1 complete" in md
 
 
 def test_unknown_option_fails_naming_choices(tmp_path):
@@ -417,3 +417,37 @@ def test_interrupted_submitit_sweep_rerun_completes_without_duplicates(tmp_path)
     for r in results:
         ids = {p.name.rsplit("-", 1)[1] for p in (r.parent / "wandb").glob("offline-run-*")}
         assert ids == {(r.parent / "wandb_id.txt").read_text()}  # a resumed job continues its W&B run
+
+
+def test_select_last_trains_without_a_validation_part(tmp_path, monkeypatch):
+    """Paper 000's way: 80% train / 20% test, no validation, the final epoch tested."""
+    from medtransfer.errors import ConfigError
+    from medtransfer.train.run import run
+
+    monkeypatch.setenv(settings.RUNS_ROOT, str(tmp_path / "runs"))
+    base = ["experiment=smoke", "logger=csv", "eval_surface=false", "dataset.split=random_80_20",
+            "dataset.val_fraction=0", "trainer.max_epochs=2", "trainer.limit_test_batches=1"]
+    with pytest.raises(ConfigError, match=r"no validation part to select the best epoch on; set select=last"):
+        run(_cfg(base))
+    record = run(_cfg([*base, "select=last"]))
+    assert record["status"] == "complete" and record["selection"] == "last"
+    assert record["split"]["n_val"] == 0 and record["metrics"]["val_history"] == [] and record["best_epoch"] is None
+    assert record["epochs"] == 2 and Path(record["checkpoints"]["best"]).is_file()
+    with pytest.raises(ConfigError, match=r"no validation part: schedule=medtransfer\.train\.schedules\.plateau"):
+        run(_cfg([*base, "select=last", "schedule=plateau", "study=plateau"]))
+
+
+def test_test_also_scores_extra_test_sets_at_the_end_of_the_job(tmp_path, monkeypatch):
+    """Paper 002: in- and out-of-distribution results from one command, written as eval.py writes them."""
+    from medtransfer.train.run import run
+
+    monkeypatch.setenv(settings.RUNS_ROOT, str(tmp_path / "runs"))
+    cfg = _cfg(["experiment=smoke", "logger=none", "eval_surface=false", "trainer.max_epochs=1",
+                "+dataset@test_also.other=synthetic", "test_also.other.data_seed=7", "test_also.other.n_images=20"])
+    record = run(cfg)
+    also = record["test_also"]["other"]
+    summary = json.loads((Path(cfg.run_dir) / "eval" / "synthetic-random_80_10_10" / "summary.json").read_text())
+    assert also["metrics"] == summary["metrics"] and also["dataset"] == "synthetic"
+    assert summary["ckpt"] == str(Path(record["checkpoints"]["best"]).resolve())
+    assert also["metrics"]["n_images"] == 2 and 0 <= also["metrics"]["dice_per_image"] <= 1  # 10% of 20
+    assert record["metrics"]["test"]["n_images"] != also["metrics"]["n_images"]  # another set than the ID test

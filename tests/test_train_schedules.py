@@ -99,3 +99,53 @@ def test_poly_linear_warmup_then_decay():
     assert lrs[10] == pytest.approx(6e-5)
     assert lrs[15] == pytest.approx(3e-5)
     assert lrs[20] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_loss_plateau_decays_only_after_a_window_without_improvement():
+    opt = _opt((1e-4,))
+    s = schedules.loss_plateau(opt, every=3, factor=0.9)
+    assert (s["interval"], s["monitor"]) == ("step", "train/loss_step")
+    sched = s["scheduler"]
+    losses = [1.0, 1.0, 1.0,   # window 1: mean 1.0 (the first: nothing to compare with)
+              0.5, 0.5, 0.5,   # window 2: improved → keep
+              0.6, 0.5, 0.7,   # window 3: mean 0.6 > 0.5 → × 0.9
+              0.6, 0.6, 0.6,   # window 4: still not below 0.5 → × 0.9 again
+              0.1, 0.1, 0.1]   # window 5: improved → keep
+    seen = []
+    for loss in losses:
+        sched.step(loss)
+        seen.append(opt.param_groups[0]["lr"])
+    assert seen[5] == pytest.approx(1e-4) and seen[8] == pytest.approx(9e-5)
+    assert seen[11] == pytest.approx(8.1e-5) and seen[14] == pytest.approx(8.1e-5)
+    assert seen[7] == pytest.approx(1e-4)  # never mid-window
+    state = sched.state_dict()
+    assert (state["window_n"], state["every"]) == (0, 3)
+
+
+def test_loss_plateau_trains_in_lightning_on_the_logged_step_loss(tmp_path):
+    """The monitor key is what the module logs each step (train/loss with on_step and on_epoch)."""
+    import lightning as L
+
+    from medtransfer.train.module import SegmentationModule
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 1, 1)
+
+        def forward(self, x):
+            return self.conv(x)
+
+        def param_groups(self):
+            return {"decoder": list(self.parameters())}
+
+    batches = [{"image": torch.randn(2, 3, 8, 8), "mask": (torch.rand(2, 1, 8, 8) > 0.5).float()}] * 4
+    module = SegmentationModule(Net(), torch.nn.BCEWithLogitsLoss(),
+                                lambda groups: torch.optim.SGD(groups, lr=1.0),
+                                lambda opt, **kw: schedules.loss_plateau(opt, every=1, factor=0.5))
+    trainer = L.Trainer(max_steps=4, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        limit_val_batches=0, default_root_dir=tmp_path)
+    trainer.fit(module, train_dataloaders=torch.utils.data.DataLoader(batches, batch_size=None))
+    sched = trainer.lr_scheduler_configs[0].scheduler
+    # Lightning fed it the step loss each iteration: the best window mean is a real BCE value
+    assert 0 < sched.best < 10 and sched.window_n == 0

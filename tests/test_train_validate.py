@@ -110,3 +110,9 @@ def test_grid_with_not_applicable_policy_accepts_only_impossible_cells(monkeypat
     assert _grid([*SCRATCH, "encoder=r18,vit_s", "decoder=fpn", "impossible_cells=not_applicable"]) == 2
     with pytest.raises(SystemExit, match=r"impossible_cells='maybe'; valid choices: reject, not_applicable"):
         _grid([*SCRATCH, "impossible_cells=maybe"])
+
+
+def test_a_trainer_option_lightning_does_not_take_is_a_config_error():
+    with pytest.raises(ConfigError, match=r"unknown trainer\.max_epoch .*did you mean max_epochs"):
+        validate(_compose([*SCRATCH, "+trainer.max_epoch=5"]))
+    validate(_compose([*SCRATCH, "trainer.early_stopping_patience=3", "trainer.max_epochs=2"]))

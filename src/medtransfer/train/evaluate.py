@@ -106,3 +106,16 @@ def evaluate(cfg: DictConfig) -> dict:
     print(f"[medtransfer] eval {dataset_cfg['name']}/{dataset_cfg['split']}: dice_per_image="
           f"{summary['dice_per_image']:.4f} → {out_dir}")
     return record
+
+
+def evaluate_also(cfg: DictConfig, ckpt: str | Path) -> dict:
+    """`test_also`: each extra test set scored by `evaluate` on the job's selected checkpoint, so in- and
+    out-of-distribution results come from one command (paper 002). Returns {name: {dataset, split, metrics}}."""
+    out = {}
+    for name, dataset in (cfg.get("test_also") or {}).items():
+        record = evaluate(OmegaConf.create({
+            "ckpt": str(ckpt), "dataset": OmegaConf.to_container(dataset, resolve=True), "split": None,
+            "batch_size": int(cfg.batch_size), "num_workers": int(cfg.num_workers), "threshold": float(cfg.threshold),
+            "surface": bool(cfg.eval_surface), "save_predictions": False, "out_dir": None, "device": "auto"}))
+        out[str(name)] = {k: record[k] for k in ("dataset", "split", "metrics", "metrics_region")}
+    return out

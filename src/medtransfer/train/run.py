@@ -247,6 +247,23 @@ def _run_claimed(cfg: DictConfig, run_dir: Path) -> dict:
     return record
 
 
+def _check_selection(cfg: DictConfig, dm, select: str) -> bool:
+    """Whether the split has a validation part, and that the run can do without one where it has none:
+    selecting the best epoch, early stopping and a plateau schedule all read validation metrics."""
+    has_val = len(dm.split.val) > 0
+    if has_val:
+        return True
+    where = f"dataset.split={dm.split.name} of {cfg.dataset.name} (val_fraction={cfg.dataset.get('val_fraction')})"
+    if select == "best":
+        raise ConfigError(f"{where} has no validation part to select the best epoch on; set select=last "
+                          "(test the final epoch) or dataset.val_fraction > 0")
+    if cfg.trainer.get("early_stopping_patience"):
+        raise ConfigError(f"{where} has no validation part: trainer.early_stopping_patience needs one")
+    if str(cfg.schedule.get("_target_", "")).endswith(".plateau"):
+        raise ConfigError(f"{where} has no validation part: schedule={cfg.schedule._target_} reads {cfg.monitor}")
+    return False
+
+
 def _fit_and_test(cfg: DictConfig, cfg_dict: dict, run_dir: Path) -> dict:
     import hydra
     import lightning as L
@@ -295,8 +312,14 @@ def _fit_and_test(cfg: DictConfig, cfg_dict: dict, run_dir: Path) -> dict:
     ckpt_dir = run_dir / "checkpoints"
     # best.ckpt is only ever read for its weights (test, eval.py, analyze): no optimizer state, a third the
     # size of last.ckpt with Adam (make bench: the save is part of every job's end-of-epoch cost)
-    ckpt = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=cfg.monitor, mode="max",
-                           save_weights_only=True, auto_insert_metric_name=False, enable_version_counter=False)
+    # select=last (paper 000's way: no validation part): best.ckpt is the final epoch's weights
+    select = str(cfg.get("select", "best"))
+    has_val = _check_selection(cfg, dm, select)
+    if not has_val:
+        trainer_kwargs["limit_val_batches"] = 0
+    ckpt = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=cfg.monitor if select == "best" else None,
+                           mode="max", save_weights_only=True, auto_insert_metric_name=False,
+                           enable_version_counter=False)
     # last.ckpt every epoch, its own callback: Lightning's save_last=True only writes it when the monitored
     # checkpoint improved, so a resume would replay every epoch since the best one
     last_ckpt = ModelCheckpoint(dirpath=ckpt_dir, filename="last", monitor=None, save_top_k=1,
@@ -326,8 +349,13 @@ def _fit_and_test(cfg: DictConfig, cfg_dict: dict, run_dir: Path) -> dict:
     if cfg.eval_surface:
         test.update(summarise_surface(module.test_surface))
     per_image = module.test_metrics.per_image()  # a collective under DDP: every rank calls it
+    also = {}
     if trainer.is_global_zero:
         _per_image_csv(run_dir / "test_per_image.csv", per_image, module.test_surface)
+        if cfg.get("test_also"):
+            from medtransfer.train.evaluate import evaluate_also
+
+            also = evaluate_also(cfg, best_path)
 
     key = cfg.monitor.split("/", 1)[1]
     history = module.val_history
@@ -340,8 +368,10 @@ def _fit_and_test(cfg: DictConfig, cfg_dict: dict, run_dir: Path) -> dict:
         "finetune": finetune_record,
         "params": count_parameters(model),
         "metrics_region": region,
+        "selection": select,
         "metrics": {"val_best": {k: v for k, v in best.items() if k != "epoch"}, "test": test,
                     "val_history": history},
+        "test_also": also,
         "best_epoch": best.get("epoch"),
         "epochs": trainer.current_epoch,
         "epochs_to_converge": epochs_to_converge(history, key),

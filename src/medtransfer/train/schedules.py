@@ -76,3 +76,33 @@ def plateau(optimizer: Optimizer, total_steps: int = 0, monitor: str = "val/dice
             patience: int = 5, mode: str = "max", **_) -> dict:
     return {"scheduler": ReduceLROnPlateau(optimizer, mode=mode, factor=factor, patience=patience),
             "interval": "epoch", "frequency": 1, "monitor": monitor}
+
+
+class WindowedLossPlateau(ReduceLROnPlateau):
+    """Paper 003: "reduced by 0.90 after every 2000 training iterations if the loss did not decrease".
+
+    Lightning steps it every iteration with that step's training loss; it keeps the mean over each window of
+    ``every`` iterations and multiplies the LR by ``factor`` when a window's mean is not below the best
+    earlier window's (ReduceLROnPlateau, mode min, patience 0) — a window mean, because one batch's loss
+    against another's would decay the LR on noise. The window state lives in ``__dict__``, so it travels in
+    the scheduler's state_dict and a resumed run continues the same window.
+    """
+
+    def __init__(self, optimizer: Optimizer, every: int, factor: float):
+        super().__init__(optimizer, mode="min", factor=factor, patience=0, threshold=0.0)
+        self.every, self.window_sum, self.window_n = int(every), 0.0, 0
+
+    def step(self, metrics, epoch=None):  # noqa: D102 - see the class docstring
+        self.window_sum += float(metrics)
+        self.window_n += 1
+        if self.window_n >= self.every:
+            mean = self.window_sum / self.window_n
+            self.window_sum, self.window_n = 0.0, 0
+            super().step(mean)
+
+
+def loss_plateau(optimizer: Optimizer, total_steps: int = 0, every: int = 2000, factor: float = 0.9, **_) -> dict:
+    if int(every) < 1 or not 0 < float(factor) < 1:
+        raise ConfigError(f"schedule=loss_plateau: every={every} must be >= 1 and factor={factor} in (0, 1)")
+    return {"scheduler": WindowedLossPlateau(optimizer, every, factor), "interval": "step", "frequency": 1,
+            "monitor": "train/loss_step"}

@@ -111,6 +111,25 @@ def check_weights_available(cfg: DictConfig) -> None:
                           f"{file_url(spec)} and place it at {path}{online}")
 
 
+def check_trainer_options(cfg: DictConfig) -> None:
+    """trainer.* must be lightning.Trainer arguments (or medtransfer's own trainer options): a typo such as
+    `+trainer.max_epoch=5` would otherwise fail inside every job."""
+    import inspect
+
+    from lightning import Trainer
+
+    from medtransfer.train.run import OWN_TRAINER_OPTIONS
+
+    valid = set(inspect.signature(Trainer.__init__).parameters) - {"self", "callbacks", "logger"}
+    unknown = sorted(set(cfg.trainer) - valid - set(OWN_TRAINER_OPTIONS))
+    if unknown:
+        import difflib
+
+        near = difflib.get_close_matches(unknown[0], sorted(valid | set(OWN_TRAINER_OPTIONS)), n=3)
+        raise ConfigError(f"unknown trainer.{unknown[0]} (not a lightning.Trainer argument nor a medtransfer "
+                          f"trainer option){'; did you mean ' + ', '.join(near) + '?' if near else ''}")
+
+
 def check_writable(path: Path, what: str) -> None:
     """The run directory's nearest existing ancestor must be a writable folder (checked before any job)."""
     p = path.expanduser().absolute()
@@ -147,9 +166,17 @@ def validate(cfg: DictConfig) -> None:
     check_pretrain(cfg.pretrain, cfg.encoder.name, cfg.encoder, cfg.decoder)
     check_finetune(cfg.finetune, cfg.encoder.name, cfg.pretrain)
     validate_dataset_cfg(cfg.dataset)
+    for name, dataset in (cfg.get("test_also") or {}).items():
+        if not isinstance(dataset, DictConfig) or "name" not in dataset:
+            raise ConfigError(f"test_also.{name}: expected a dataset config (in an experiment's defaults: "
+                              f"/dataset@test_also.{name}: {name})")
+        validate_dataset_cfg(dataset)
+    if cfg.get("select", "best") not in ("best", "last"):
+        raise ConfigError(f"unknown select {cfg.get('select')!r}; valid choices: best, last")
     if cfg.monitor not in VALID_MONITORS:
         raise ConfigError(f"unknown monitor {cfg.monitor!r}; valid choices: {', '.join(sorted(VALID_MONITORS))}")
     check_training_components(cfg)
+    check_trainer_options(cfg)
     check_weights_available(cfg)
     check_writable(Path(str(cfg.run_dir)), "run directory")
     accel = str(cfg.trainer.get("accelerator", "auto"))
