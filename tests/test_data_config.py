@@ -65,10 +65,20 @@ def test_incomplete_layout_and_missing_list_file(tmp_path, monkeypatch):
         ({"n_images": 2}, "dataset.n_images"),
         ({"metrics_in_fov": "yes"}, "dataset.metrics_in_fov='yes': expected true or false"),
         ({"metrics_in_fov": True}, "synthetic has no field-of-view masks; datasets with them: drive"),
+        ({"mask_foreground": "auto"}, "dataset.mask_foreground='auto': expected binary, nonzero or a non-empty"),
+        ({"mask_foreground": []}, "dataset.mask_foreground=[]: expected binary, nonzero"),
+        ({"mask_foreground": [1, -2]}, "dataset.mask_foreground=[1, -2]: expected binary, nonzero"),
+        ({"jpeg_draft": "yes"}, "dataset.jpeg_draft='yes': expected true or false"),
     ],
 )
 def test_bad_numbers(bad, match):
     assert match in err({"name": "synthetic", **bad})
+
+
+def test_decode_options_validate():
+    for fg in ("binary", "nonzero", [2], [1, 2]):
+        validate_dataset_cfg({"name": "synthetic", "mask_foreground": fg, "jpeg_draft": True})
+    validate_dataset_cfg(OmegaConf.create({"name": "synthetic", "mask_foreground": [255]}))  # a ListConfig
 
 
 def test_conf_files_match_registry_and_validate(tmp_path):

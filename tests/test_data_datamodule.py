@@ -224,3 +224,14 @@ def test_cvc_real_subset_with_tiffs(shared_data, tmp_path):
     row = dm._decoded.row["1"]  # a TIFF frame decoded in colour, not OpenCV's grey
     img = np.asarray(dm._decoded.images[row]).astype(int)
     assert np.abs(img[..., 0] - img[..., 2]).mean() > 10
+
+
+def test_val_on_test_validates_on_the_test_images_at_working_size():
+    """Paper 001's protocol (select=best_on_test): the epoch is chosen on the test part itself."""
+    dm = make_dm({**SYN, "split": "random_80_20", "val_fraction": 0.0}, val_on_test=True)
+    dm.prepare_data()
+    dm.setup("fit")
+    assert dm.split.n_val == 0 and dm.split.n_test == 4
+    val = next(iter(dm.val_dataloader()))
+    check_batch(val, 4, 32)
+    assert val["id"] == dm.split.test

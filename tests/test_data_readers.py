@@ -35,14 +35,17 @@ def test_kvasir_mask_binarised_at_127(shared_data):
 
 
 def test_noisy_rgb_mask_threshold(tmp_path):
-    a = np.zeros((8, 8, 3), np.uint8)
-    a[:, :4] = 127  # exactly the threshold: background
-    a[:, 4:] = 128
+    a = np.zeros((40, 40, 3), np.uint8)
+    a[:, 20:] = 255
+    a[3, 30] = 127  # exactly the threshold: background, even inside the foreground
+    a[3, 10] = 128  # just above: foreground, even inside the background
     tifffile.imwrite(tmp_path / "m.tif", a, photometric="rgb")
     Image.fromarray(a).save(tmp_path / "m.png")
+    want = (a[..., 0] > 127).astype(np.uint8)
     for name in ("m.tif", "m.png"):
         m = readers.read_mask(tmp_path / name)
-        assert m[:, :4].max() == 0 and m[:, 4:].min() == 1, name
+        np.testing.assert_array_equal(m, want, err_msg=name)
+        assert m[3, 30] == 0 and m[3, 10] == 1, name
 
 
 def test_grey_and_16bit_images_become_rgb_uint8(tmp_path):

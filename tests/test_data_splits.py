@@ -163,3 +163,59 @@ def test_fold_split_keeps_test_and_is_independent_of_run_seed():
     assert not set(other_fold.val) & set(f1.val)
     with pytest.raises(ConfigError, match=r"dataset.fold=5: expected 0..4"):
         make_split("x", "random_80_20", scheme, samples, P, seed=0, fold=5, folds=5)
+
+
+# ---------------------------------------------------------------------------- k-fold by group (defect 3)
+def uneven(n_groups=13):
+    """Groups of 3..9 items, ids interleaved so a by-item fold would cut through them."""
+    return [Sample(f"{g}_{k}", P, P, group=f"seq{g}") for g in range(n_groups) for k in range(3 + g % 7)]
+
+
+def test_grouped_kfold_keeps_groups_whole():
+    from medtransfer.data.splits import kfold
+
+    samples = uneven()
+    group_of = {s.id: s.group for s in samples}
+    folds = kfold(list(group_of), 4, seed=12345, groups=group_of)
+    assert len(folds) == 4
+    for f in folds:
+        assert not {group_of[i] for i in f["train"]} & {group_of[i] for i in f["val"]}
+        assert sorted(f["train"] + f["val"]) == sorted(group_of)
+    vals = [i for f in folds for i in f["val"]]
+    assert sorted(vals) == sorted(group_of)  # every item in exactly one val fold
+    sizes = [len(f["val"]) for f in folds]
+    assert max(sizes) - min(sizes) <= 9  # balanced by items to within one group
+    assert kfold(list(reversed(list(group_of))), 4, seed=12345, groups=group_of) == folds  # same seed
+    same_sized = {f"{g}_{k}": f"s{g}" for g in range(12) for k in range(4)}
+    a, b = (kfold(list(same_sized), 3, seed=s, groups=same_sized) for s in (0, 1))
+    assert a != b  # the seed matters
+    with pytest.raises(ConfigError, match=r"dataset.folds=14: expected 2..13 .*13 groups"):
+        kfold(list(group_of), 14, seed=0, groups=group_of)
+
+
+def test_fold_split_by_group_is_recorded():
+    samples = uneven()
+    group_of = {s.id: s.group for s in samples}
+    scheme = GENERIC_SPLITS["random_80_20"]  # a by-item scheme: the folds are still drawn by group
+    s = make_split("x", "random_80_20", scheme, samples, P, seed=0, fold=1, folds=3, fold_groups=True)
+    assert not {group_of[i] for i in s.train} & {group_of[i] for i in s.val}
+    assert s.source["folds_by"] == "group" and s.source["all_folds"][1]["val"] == s.val
+    ungrouped = make_split("x", "random_80_20", scheme, fake(50), P, seed=0, fold=1, folds=5)
+    assert "folds_by" not in ungrouped.source  # existing split.json of by-item folds are unchanged
+    with pytest.raises(DataError, match="no sequence/group known"):
+        make_split("x", "random_80_20", scheme, fake(20), P, seed=0, fold=0, folds=3, fold_groups=True)
+
+
+def test_clinicdb_folds_never_share_a_sequence(shared_data, tmp_path):
+    from medtransfer.data import SegDataModule
+
+    seq = {x.id: x.group for x in _list("cvc_clinicdb", shared_data)}
+    for k in range(5):
+        dm = SegDataModule({"name": "cvc_clinicdb", "fold": k}, 32, "none", 2, 0, 0,
+                           (0.5,) * 3, (0.5,) * 3)
+        s = dm.split
+        leaked = [i for i in s.val if seq[i] in {seq[j] for j in s.train}]
+        assert s.n_val > 0 and not leaked, f"fold {k}: {len(leaked)} of {s.n_val} val frames share a sequence"
+        assert not {seq[i] for i in s.test} & ({seq[i] for i in s.train} | {seq[i] for i in s.val})
+    path = dm.save_split(tmp_path / "split.json")
+    assert load_split(path).source["folds_by"] == "group"

@@ -115,7 +115,7 @@ def test_scratch_loads_nothing_and_unknown_pair_rejected():
 
 def test_swin_relative_position_tables_are_resized_below_224(no_network):
     # at 64 px the stride-16/32 stages are 4x4 and 2x2: timm shrinks the 7x7 window and its bias tables
-    kw = dict(depths=(1, 1, 1, 1), embed_dim=32, num_heads=(1, 2, 4, 8))
+    kw = {"depths": (1, 1, 1, 1), "embed_dim": 32, "num_heads": (1, 2, 4, 8)}
     sd, _ = _publish("swin_b", "swin_tiny_patch4_window7_224", **kw)
     model = _model("swin_tiny_patch4_window7_224", img_size=64, **kw)
     rec = load_pretrained(model, IMAGENET, "swin_b")

@@ -160,6 +160,9 @@ def test_convert_places_the_file_and_its_canonical_twin(tmp_path, monkeypatch):
     src = tmp_path / "downloaded.pth"
     torch.save(obj, src)
     monkeypatch.setattr("medtransfer.pretrain.convert.sources", lambda: {"cityscapes": OmegaConf.to_container(_cfg("cityscapes"))})
+    # the file is built from the small HRNet stand-in, so that is the backbone convert accounts it against
+    monkeypatch.setattr("medtransfer.pretrain.convert.target_backbone",
+                        lambda encoder, spec=None: timm.create_model("hrnet_w18_small", num_classes=0))
     target = cache_path("cityscapes", "hrnet_w48", _cfg("cityscapes").files.hrnet_w48)
     target.parent.mkdir(parents=True)
     target.write_bytes(src.read_bytes())
@@ -167,7 +170,8 @@ def test_convert_places_the_file_and_its_canonical_twin(tmp_path, monkeypatch):
     with pytest.raises(WeightsError, match=r"weights_only=True refuses.*medtransfer pretrain convert .*--trust-pickle"):
         load_pretrained(model, _cfg("cityscapes"), "hrnet_w48")
     target.unlink()
-    out = convert(src, "cityscapes", "hrnet_w48", trust_pickle=True)
+    out, fitting = convert(src, "cityscapes", "hrnet_w48", trust_pickle=True)
+    assert fitting == ["hrnet_w48"]
     assert out.suffix == ".safetensors" and out.with_suffix(".json").is_file() and target.is_file()
     rec = load_pretrained(model, _cfg("cityscapes"), "hrnet_w48")  # weights_only path, canonical twin found
     assert torch.equal(model.encoder.backbone.state_dict()["stage4.0.branches.3.0.conv2.weight"],

@@ -55,3 +55,27 @@ def test_checkpoint_carries_history_but_test_loading_keeps_it():
     fresh._trainer = SimpleNamespace(state=SimpleNamespace(fn="test"))
     fresh.on_load_checkpoint(best)  # trainer.test(ckpt_path=best) must not roll the history back
     assert len(fresh.val_history) == 2
+
+
+def test_native_size_scoring_measures_surface_distances_in_the_datasets_unit():
+    """dataset.pixel_spacing reaches HD95/ASSD: isotropic 0.5 mm pixels halve every distance, unit recorded."""
+    import torch
+
+    from medtransfer.metrics import SegMetrics
+    from medtransfer.train.module import score_at_native_size
+    from medtransfer.train.run import pixel_spacing, summarise_surface
+
+    mask = torch.zeros(1, 1, 32, 32)
+    mask[..., 8:20, 8:20] = 1
+    logits = torch.full((1, 1, 16, 16), -10.0)
+    logits[..., 5:12, 4:10] = 10.0  # a shifted, larger square at half the resolution
+    batch = {"id": ["a"], "mask_native": [mask[0, 0]]}
+    out = {}
+    for spacing in (None, [0.5, 0.5]):
+        surface = []
+        score_at_native_size(logits, batch, SegMetrics(), 0.5, surface, spacing=pixel_spacing({"pixel_spacing": spacing}))
+        out[str(spacing)] = summarise_surface(surface, pixel_spacing({"pixel_spacing": spacing}))
+    px, mm = out["None"], out["[0.5, 0.5]"]
+    assert (px["surface_unit"], mm["surface_unit"]) == ("px", "mm")
+    assert px["hd95"] > 1 and mm["hd95"] == pytest.approx(px["hd95"] / 2)
+    assert mm["assd"] == pytest.approx(px["assd"] / 2)

@@ -79,6 +79,17 @@ def test_smoke_fit_writes_a_complete_run_directory(smoke_run):
     assert on_disk["metrics"]["test"]["n_images"] == min(len(split["test"]), 2 * 4)  # limit_test_batches=2, bs 4
 
 
+def test_the_applied_normalisation_is_recorded_and_reused_by_eval(smoke_run):
+    from medtransfer.train.evaluate import load_checkpoint
+
+    run_dir, record = smoke_run
+    assert record["normalisation"] == {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225],
+                                       "origin": "source"}
+    _, train_cfg = load_checkpoint(run_dir / "checkpoints" / "best.ckpt")
+    assert list(train_cfg.pretrain.mean) == record["normalisation"]["mean"]
+    assert list(train_cfg.pretrain.std) == record["normalisation"]["std"]
+
+
 def test_the_lr_of_each_param_group_is_logged_every_step(smoke_run):
     """LearningRateMonitor: the LR actually used (a flat schedule is visible) per group, in metrics.csv."""
     import csv
@@ -200,15 +211,20 @@ def test_sweeping_a_hyperparameter_gives_one_run_per_value(tmp_path):
 
 @pytest.mark.slow
 def test_failed_job_does_not_stop_the_sweep_and_shows_in_the_report(tmp_path):
-    # more training images than the data has: known only once the files are listed, inside the job
-    p = _cli("train.py", ["-m", "dataset.n_train=500,8", "dataset=synthetic", "trainer=smoke", "logger=none",
-                          "trainer.max_epochs=1", "eval_surface=false", "study=fail"], tmp_path, check=False)
+    # a corrupt image in the second folder: known only when the job decodes it (the grid check lists files)
+    good, bad = tmp_path / "good", tmp_path / "bad"
+    _folder_dataset(good)
+    _folder_dataset(bad)
+    (bad / "images" / "3.png").write_bytes(b"not a png at all")
+    p = _cli("train.py", ["-m", f"dataset.root={bad},{good}", "dataset=folder", "image_size=32", "encoder=r18",
+                          "decoder=unet", "trainer=smoke", "logger=none", "trainer.max_epochs=1",
+                          "eval_surface=false", "study=fail"], tmp_path, check=False)
     assert p.returncode != 0  # the sweep says something failed ...
-    runs = {json.loads(r.read_text())["condition"]["n_train"]: json.loads(r.read_text())
+    runs = {json.loads(r.read_text())["config"]["dataset"]["root"]: json.loads(r.read_text())
             for r in (tmp_path / "runs" / "fail").glob("*/seed0/results.json")}
-    assert set(runs) == {500, 8}  # ... after running the job that came after the failure
-    assert runs[500]["status"] == "failed" and "exceeds" in runs[500]["error"]
-    assert runs[8]["status"] == "complete"
+    assert set(runs) == {str(bad), str(good)}  # ... after running the job that came after the failure
+    assert runs[str(bad)]["status"] == "failed" and "3.png" in runs[str(bad)]["error"]
+    assert runs[str(good)]["status"] == "complete"
     out = tmp_path / "report"
     rep = subprocess.run([sys.executable, "-m", "medtransfer.cli", "report", str(tmp_path / "runs" / "fail"),
                           "--out", str(out), "--rows", "encoder"], cwd=ROOT, env=_env(tmp_path),
@@ -216,7 +232,7 @@ def test_failed_job_does_not_stop_the_sweep_and_shows_in_the_report(tmp_path):
     assert rep.returncode == 0, rep.stderr[-3000:]
     md = (out / "report.md").read_text()
     failures = md.split("## Failures", 1)[1]
-    assert "exceeds" in failures and "1 failed" in md and "1 complete" in md
+    assert "3.png" in failures and "1 failed" in md and "1 complete" in md
 
 
 def test_unknown_option_fails_naming_choices(tmp_path):
@@ -230,8 +246,8 @@ def test_impossible_combination_rejects_whole_sweep_before_any_job(tmp_path):
     p = _cli("train.py", ["-m", "encoder=r18", "image_size=64,80", "dataset=synthetic", "trainer=smoke",
                           "study=bad"], tmp_path, check=False)
     assert p.returncode != 0
-    err = p.stderr.strip().splitlines()[-1]
-    assert "sweep rejected before any job ran" in err and "image_size=80" in err and "multiple of 32" in err
+    err = p.stderr[p.stderr.index("error: sweep rejected before any job ran"):]
+    assert "[encoder=r18 image_size=80" in err and "multiple of 32" in err and "image_size=64 " not in err
     assert not (tmp_path / "runs" / "bad").exists() or not list((tmp_path / "runs" / "bad").rglob("results.json"))
 
 
@@ -435,6 +451,10 @@ def test_select_last_trains_without_a_validation_part(tmp_path, monkeypatch):
     assert record["epochs"] == 2 and Path(record["checkpoints"]["best"]).is_file()
     with pytest.raises(ConfigError, match=r"no validation part: schedule=medtransfer\.train\.schedules\.plateau"):
         run(_cfg([*base, "select=last", "schedule=plateau", "study=plateau"]))
+    # paper 001's protocol: the best epoch chosen on the test images (optimistic, and labelled so)
+    optimistic = run(_cfg([*base, "select=best_on_test", "study=optimistic"]))
+    assert optimistic["selection"] == "best_on_test" and optimistic["split"]["n_val"] == 0
+    assert len(optimistic["metrics"]["val_history"]) == 2 and optimistic["best_epoch"] in (0, 1)
 
 
 def test_test_also_scores_extra_test_sets_at_the_end_of_the_job(tmp_path, monkeypatch):

@@ -100,4 +100,5 @@ def test_sweep_over_sources_records_what_was_loaded(weights):
         assert pre["file_sha256"] == sha256_file(files[(source, encoder)])
         assert r["finetune"]["strategy"] == "full" and r["params"]["frozen"] == 0
     # the normalisation each source was trained with reached the data pipeline
-    assert runs[("radimagenet", "r50")]["config"]["pretrain"]["mean"] == [0.5, 0.5, 0.5]
+    assert runs[("radimagenet", "r50")]["normalisation"] == {"mean": [0.5] * 3, "std": [0.5] * 3, "origin": "source"}
+    assert runs[("imagenet", "vit_b")]["normalisation"] == {"mean": [0.5] * 3, "std": [0.5] * 3, "origin": "file"}

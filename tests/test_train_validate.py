@@ -116,3 +116,9 @@ def test_a_trainer_option_lightning_does_not_take_is_a_config_error():
     with pytest.raises(ConfigError, match=r"unknown trainer\.max_epoch .*did you mean max_epochs"):
         validate(_compose([*SCRATCH, "+trainer.max_epoch=5"]))
     validate(_compose([*SCRATCH, "trainer.early_stopping_patience=3", "trainer.max_epochs=2"]))
+
+
+@pytest.mark.parametrize("value", ["[0.5]", "[0.5,-1]", "[a,b]", "3"])
+def test_a_malformed_pixel_spacing_is_a_config_error(value):
+    with pytest.raises(ConfigError, match=r"dataset\.pixel_spacing=.*expected null or \[row, column\] mm per pixel"):
+        validate(_compose([*SCRATCH, f"+dataset.pixel_spacing={value}"]))

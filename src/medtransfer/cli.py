@@ -41,28 +41,21 @@ def pretrain_list(args) -> int:
 
 
 def pretrain_fetch(args) -> int:
-    from medtransfer.errors import ConfigError, choices_msg
-    from medtransfer.pretrain.fetch import resolve, verify
-    from medtransfer.pretrain.registry import check_pretrain, file_spec, sources
+    """Download once (or find in the cache) and check the file as a run will load it; prints its path."""
+    from medtransfer.pretrain.cache import fetch
 
-    all_sources = sources()
-    if args.name not in all_sources:
-        raise ConfigError(choices_msg("pretrain source", args.name, all_sources))
-    cfg = all_sources[args.name]
-    check_pretrain(cfg, args.encoder)
-    spec = file_spec(cfg, args.encoder)
-    if spec is None:
-        raise ConfigError(f"pretrain={args.name} has no file to fetch (nothing to download)")
-    path = resolve(args.name, args.encoder, spec)
-    verify(path, spec, args.name)
-    print(path)
+    print(fetch(args.name, args.encoder))
     return 0
 
 
 def pretrain_convert(args) -> int:
+    """Prints the canonical file; which encoders it fits goes to stderr when more than one was tried."""
     from medtransfer.pretrain.convert import convert
 
-    print(convert(args.file, args.source, args.encoder, args.out, trust_pickle=args.trust_pickle))
+    path, fitting = convert(args.file, args.source, args.encoder, args.out, trust_pickle=args.trust_pickle)
+    if args.encoder is None:
+        print(f"fits encoder(s): {', '.join(fitting)}", file=sys.stderr)
+    print(path)
     return 0
 
 
@@ -71,14 +64,16 @@ def main(argv=None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     pre = sub.add_parser("pretrain", help="pretraining sources").add_subparsers(dest="action", required=True)
     pre.add_parser("list", help="sources × encoders matrix").set_defaults(fn=pretrain_list)
-    fetch = pre.add_parser("fetch", help="download (once) and verify a source's weights for an encoder")
+    fetch = pre.add_parser("fetch", help="download (once) and verify a source's weights for an encoder "
+                                         "(hash, layout, exact keys); a cached file is verified too")
     fetch.add_argument("name")
     fetch.add_argument("--encoder", required=True)
     fetch.set_defaults(fn=pretrain_fetch)
     conv = pre.add_parser("convert", help="convert a local checkpoint of a source's layout to canonical safetensors")
     conv.add_argument("file")
     conv.add_argument("--source", required=True)
-    conv.add_argument("--encoder", required=True)
+    conv.add_argument("--encoder", default=None,
+                      help="the encoder the file is for (optional for --source file: every encoder is tried)")
     conv.add_argument("--out", default=None)
     conv.add_argument("--trust-pickle", action="store_true",
                       help="allow a full (non weights-only) unpickle of a file you trust")

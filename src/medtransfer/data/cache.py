@@ -17,12 +17,13 @@ Layout of one entry (N samples, working size S):
 * ``meta.json`` — ids in row order, key, sizes; written last, and the entry becomes visible only by an
   atomic directory rename, so a crashed or concurrent build never leaves a half entry behind.
 
-The key is a sha256 over (format version, dataset name, size, and for every sample its id, file names and
-the sha256 of each file's bytes): changing, adding or removing any file makes a new entry. Hashing reads
-bytes but decodes nothing, so a second setup decodes no image.
+The key is a sha256 over (format version, dataset name, size, `DecodeOptions`, and for every sample its id,
+file names and the sha256 of each file's bytes): changing, adding or removing any file, or how files are
+decoded, makes a new entry. Hashing reads bytes but decodes nothing, so a second setup decodes no image.
+``CACHE_VERSION`` is bumped whenever decoding itself changes, so entries of older code are never reused.
 
-Resizing: images with INTER_AREA when shrinking (INTER_LINEAR when enlarging), masks thresholded first and
-resized with INTER_NEAREST, so they stay in {0, 1}.
+Resizing: images with INTER_AREA when shrinking (INTER_LINEAR when enlarging), masks binarised first (readers)
+and resized with INTER_NEAREST, so they stay in {0, 1}.
 """
 
 from __future__ import annotations
@@ -48,7 +49,25 @@ from medtransfer.errors import DataError
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 2  # 2: native-resolution FOV masks
+CACHE_VERSION = 3  # 2: native-resolution FOV masks; 3: exact JPEG decode, masks read by value (readers)
+
+
+@dataclass(frozen=True)
+class DecodeOptions:
+    """The dataset options that change decoded arrays (``dataset.jpeg_draft``, ``dataset.mask_foreground``);
+    part of the cache key. FOV masks are always read as ``binary``: the policy is for the targets."""
+
+    jpeg_draft: bool = False
+    mask_foreground: str | tuple[int, ...] = "binary"
+
+    @classmethod
+    def from_cfg(cls, cfg) -> DecodeOptions:
+        fg = cfg.get("mask_foreground") or "binary"
+        return cls(bool(cfg.get("jpeg_draft")), fg if isinstance(fg, str) else tuple(int(v) for v in fg))
+
+    def key(self) -> dict:
+        fg = self.mask_foreground
+        return {"jpeg_draft": self.jpeg_draft, "mask_foreground": fg if isinstance(fg, str) else sorted(fg)}
 
 
 @dataclass
@@ -101,12 +120,14 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def cache_key(dataset: str, size: int, samples: Sequence, threads: int | None = None) -> str:
+def cache_key(dataset: str, size: int, samples: Sequence, options: DecodeOptions = DecodeOptions(),
+              threads: int | None = None) -> str:
     files = [p for s in samples for p in (s.image, s.mask, s.fov) if p is not None]
     with ThreadPoolExecutor(threads or _threads()) as ex:
         digests = dict(zip(files, ex.map(_sha256, files), strict=True))
     h = hashlib.sha256()
-    h.update(json.dumps({"v": CACHE_VERSION, "dataset": dataset, "size": int(size)}, sort_keys=True).encode())
+    head = {"v": CACHE_VERSION, "dataset": dataset, "size": int(size), "decode": options.key()}
+    h.update(json.dumps(head, sort_keys=True).encode())
     for s in samples:
         rec = [s.id] + [f"{p.name}:{digests[p]}" if p is not None else "-" for p in (s.image, s.mask, s.fov)]
         h.update(("\n" + "|".join(rec)).encode())
@@ -133,11 +154,11 @@ def _resize(arr: np.ndarray, size: int, nearest: bool) -> np.ndarray:
     return cv2.resize(arr, (size, size), interpolation=interp)
 
 
-def decode_sample(sample, size: int):
+def decode_sample(sample, size: int, options: DecodeOptions = DecodeOptions()):
     """(image S×S×3, mask S×S, packed native mask, native (H, W), fov S×S or None, packed native fov or
     None) for one sample."""
-    img, img_hw = readers.decode_image(sample.image, draft_size=size)
-    mask = readers.read_mask(sample.mask)
+    img, img_hw = readers.decode_image(sample.image, draft_size=size if options.jpeg_draft else None)
+    mask = readers.read_mask(sample.mask, options.mask_foreground)
     readers.check_same_size(sample.image, img_hw, sample.mask, mask.shape)
     fov = fov_bits = None
     if sample.fov is not None:
@@ -154,13 +175,14 @@ def decode_sample(sample, size: int):
     )
 
 
-def _decode_into(samples, size: int, images, masks, fov):
+def _decode_into(samples, size: int, images, masks, fov, options: DecodeOptions):
     """Fill the given arrays row by row (threads: Pillow and OpenCV release the GIL); first error wins.
     Returns the packed native masks, their shapes and the packed native FOV masks (None without FOV)."""
     packed, shapes = [None] * len(samples), [None] * len(samples)
     fov_packed = [None] * len(samples) if fov is not None else None
     with ThreadPoolExecutor(_threads()) as ex:
-        for k, (im, m, bits, hw, fv, fv_bits) in enumerate(ex.map(lambda s: decode_sample(s, size), samples)):
+        decoded = ex.map(lambda s: decode_sample(s, size, options), samples)
+        for k, (im, m, bits, hw, fv, fv_bits) in enumerate(decoded):
             images[k], masks[k], packed[k], shapes[k] = im, m, bits, hw
             if fov is not None:
                 if fv is None:
@@ -169,13 +191,13 @@ def _decode_into(samples, size: int, images, masks, fov):
     return packed, shapes, fov_packed
 
 
-def decode_in_memory(samples, size: int) -> Decoded:
+def decode_in_memory(samples, size: int, options: DecodeOptions = DecodeOptions()) -> Decoded:
     """cache=False path: the same decoding, held in RAM for this process only."""
     n, has_fov = len(samples), any(s.fov is not None for s in samples)
     images = np.empty((n, size, size, 3), np.uint8)
     masks = np.empty((n, size, size), np.uint8)
     fov = np.empty((n, size, size), np.uint8) if has_fov else None
-    packed, shapes, fov_packed = _decode_into(samples, size, images, masks, fov)
+    packed, shapes, fov_packed = _decode_into(samples, size, images, masks, fov, options)
     bits, offsets = _concat(packed)
     fov_bits, fov_offsets = _concat(fov_packed) if fov_packed is not None else (None, None)
     return Decoded([s.id for s in samples], images, masks, bits, offsets, np.asarray(shapes, np.int32), fov,
@@ -214,9 +236,10 @@ def load(path: Path) -> Decoded:
     )
 
 
-def load_or_build(dataset: str, size: int, samples: Sequence) -> Decoded:
-    """The cache entry for these exact files at this size, building it (atomically) if absent."""
-    key = cache_key(dataset, size, samples)
+def load_or_build(dataset: str, size: int, samples: Sequence,
+                  options: DecodeOptions = DecodeOptions()) -> Decoded:
+    """The cache entry for these exact files, size and decode options, building it (atomically) if absent."""
+    key = cache_key(dataset, size, samples, options)
     path = entry_dir(dataset, size, key)
     if (path / "meta.json").is_file():
         return load(path)
@@ -230,7 +253,7 @@ def load_or_build(dataset: str, size: int, samples: Sequence) -> Decoded:
         images = fmt.open_memmap(tmp / "images.npy", "w+", np.uint8, (n, size, size, 3))
         masks = fmt.open_memmap(tmp / "masks.npy", "w+", np.uint8, (n, size, size))
         fov = fmt.open_memmap(tmp / "fov.npy", "w+", np.uint8, (n, size, size)) if has_fov else None
-        packed, shapes, fov_packed = _decode_into(samples, size, images, masks, fov)
+        packed, shapes, fov_packed = _decode_into(samples, size, images, masks, fov, options)
         for a in (images, masks, fov):
             if a is not None:
                 a.flush()
@@ -248,6 +271,7 @@ def load_or_build(dataset: str, size: int, samples: Sequence) -> Decoded:
             "dataset": dataset,
             "size": int(size),
             "key": key,
+            "decode": options.key(),
             "n": n,
             "has_fov": has_fov,
             "ids": [s.id for s in samples],

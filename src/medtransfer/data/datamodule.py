@@ -7,6 +7,8 @@ Why it is built this way:
 * With ``cache=True`` the whole dataset (not just this split) is decoded once per working size, so every
   split, seed and ``n_train`` of a study reuses one cache entry; ``cache=False`` decodes only the ids the
   split needs, in memory.
+* How files are decoded (``dataset.mask_foreground``, ``dataset.jpeg_draft``: `cache.DecodeOptions`) is part
+  of the cache key, so two policies never share an entry.
 * Test batches also carry each mask at its native resolution (``mask_native``) because the papers report
   test metrics at the original resolution; train/val work at the (square) working resolution.
 * DRIVE-like datasets with a field-of-view mask add ``fov`` (B, 1, S, S) to every batch, and test batches
@@ -95,6 +97,7 @@ class SegDataModule(L.LightningDataModule):
         pin_memory: bool = False,
         persistent_workers: bool = False,
         train_crop: int | None = None,
+        val_on_test: bool = False,
     ):
         super().__init__()
         validate_dataset_cfg(dataset_cfg)
@@ -123,8 +126,11 @@ class SegDataModule(L.LightningDataModule):
         if train_crop is not None and not 16 <= int(train_crop) <= self.image_size:
             raise ConfigError(f"train_crop={train_crop!r}: expected null or an integer in 16..{self.image_size}")
         self.train_crop = int(train_crop) if train_crop is not None else None
+        # paper 001's (optimistic) protocol: the epoch is selected on the test images themselves
+        self.val_on_test = bool(val_on_test)
         self.split_seed = int(self.cfg["split_seed"]) if self.cfg["split_seed"] is not None else self.seed
         self.use_cache, self.pin_memory = bool(cache), bool(pin_memory)
+        self.decode = cache_mod.DecodeOptions.from_cfg(self.cfg)
         self.persistent_workers = bool(persistent_workers) and self.num_workers > 0
         self._samples = None
         self._split: Split | None = None
@@ -188,6 +194,7 @@ class SegDataModule(L.LightningDataModule):
             fold=self.cfg["fold"],
             folds=int(self.cfg["folds"]),
             folds_seed=int(self.cfg["folds_seed"]),
+            fold_groups=self.spec.fold_by_group,
         )
 
     def save_split(self, path: str | Path) -> Path:
@@ -197,7 +204,7 @@ class SegDataModule(L.LightningDataModule):
     def prepare_data(self) -> None:
         """Generate (synthetic) and decode into the cache once; runs on one process per node."""
         if self.use_cache:
-            cache_mod.load_or_build(self.name, self.image_size, self.samples())
+            cache_mod.load_or_build(self.name, self.image_size, self.samples(), self.decode)
         else:
             self.samples()
 
@@ -207,11 +214,13 @@ class SegDataModule(L.LightningDataModule):
         split = self.split
         if self._decoded is None:
             if self.use_cache:
-                self._decoded = cache_mod.load_or_build(self.name, self.image_size, self.samples())
+                self._decoded = cache_mod.load_or_build(
+                    self.name, self.image_size, self.samples(), self.decode
+                )
             else:
                 wanted = set(split.train) | set(split.val) | set(split.test)
                 self._decoded = cache_mod.decode_in_memory(
-                    [s for s in self.samples() if s.id in wanted], self.image_size
+                    [s for s in self.samples() if s.id in wanted], self.image_size, self.decode
                 )
         fov = self._decoded.fov is not None
         mk = {"mean": self.mean, "std": self.std, "with_fov": fov}
@@ -221,7 +230,8 @@ class SegDataModule(L.LightningDataModule):
                 self._decoded, split.train,
                 build_transform(aug, train=True, seed=self.seed, crop=self.train_crop, **mk),
             ),
-            "val": SegDataset(self._decoded, split.val, build_transform(aug, train=False, **mk)),
+            "val": SegDataset(self._decoded, split.test if self.val_on_test else split.val,
+                              build_transform(aug, train=False, **mk)),
             "test": SegDataset(
                 self._decoded, split.test, build_transform(aug, train=False, **mk), native=True
             ),

@@ -53,6 +53,8 @@ class DatasetSpec:
     urls: tuple[str, ...] = ()
     extra_keys: tuple[str, ...] = ()  # dataset-specific cfg keys (documentation and validation)
     generated: bool = False  # synthetic: built into the cache dir, never read from the data root
+    # sample groups are video sequences (near-duplicate frames): k-fold CV keeps each group in one fold
+    fold_by_group: bool = False
     description: str = ""
 
     @property
@@ -208,6 +210,7 @@ CVC_SEQUENCES = (
         "sequence": GroupSplit((0.8, 0.1, 0.1), record_files=("sequences.csv",)),
     },
     default_split="sequence",
+    fold_by_group=True,
     urls=("https://www.dropbox.com/s/p5qe9eotetjnbmq/CVC-ClinicDB.rar?dl=1",),
     description="CVC-ClinicDB (CVC-612), 612 frames from 29 sequences (Bernal et al., 2015); TIFFs via tifffile",
 )

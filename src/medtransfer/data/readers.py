@@ -6,13 +6,28 @@ quirk must be handled once, here, with a one-line `DataError` naming the file:
 * CVC-ClinicDB frame TIFFs carry ``PhotometricInterpretation=MinIsBlack`` with 3 samples: Pillow refuses
   them and OpenCV silently returns one grey channel. ``tifffile`` returns the true RGB array, so every
   ``.tif/.tiff`` goes through tifffile (DRIVE's RGB TIFFs too).
-* Kvasir-SEG masks are RGB JPEGs with compression noise (values 0–8 / 247–255), some ClinicDB masks hold
-  a few grey values: masks are converted to grey and thresholded at 127 (``> 127`` is foreground).
+* 16-bit images (TIFF, and 16-bit greyscale PNGs, which Pillow opens as ``I;16`` and would clip to white
+  when converted) are scaled to 8 bits by their dtype's range, never clipped.
 * DRIVE's manual annotations and FOV masks are palette/bilevel GIFs: Pillow's ``convert("L")`` handles them.
 
-Images may be decoded at reduced scale (JPEG DCT scaling via Pillow's ``draft``) when the caller only needs
-a small working resolution — it is several times faster on Kvasir's 1920-px frames and still anti-aliased;
-masks are always decoded at full resolution because test metrics use the native mask.
+Masks are read by what their values mean (`mask_from_values`), because the encodings in the wild differ
+and a wrong guess is silent — 0/1 masks thresholded at 127 used to become empty targets, and a run scored
+Dice 0.0 without a warning. RGB masks are first converted to grey (ITU-R 601 luma, as Pillow's "L"); then
+the dataset's ``mask_foreground`` policy decides:
+
+* ``binary`` (default): 0/1 masks (1 is foreground); 0/255 masks (0/65535 at 16 bits) thresholded at half
+  range. Lossy-compression noise is tolerated when it stays near the two levels: Kvasir-SEG's RGB JPEG
+  masks hold 0–8 / 247–255, some CVC-ClinicDB masks a few greys such as 11 or 17, and both decode exactly
+  as "grey > 127". Anything else — a label map (0/1/2), another foreground value (0/100), many mid-range
+  greys — is ambiguous and a `DataError` naming the file and the values found, before any training.
+* ``nonzero``: every nonzero value is foreground (label maps whose labels are all the object).
+* a list of values, e.g. ``[2]``: exactly those values are foreground, every other one background.
+
+JPEG images are decoded in full by default: the decode cache decodes each file once, so the exactness costs
+one cache build. ``draft_size`` (the dataset option ``jpeg_draft``) permits Pillow's reduced-scale DCT decode
+instead — several times faster on Kvasir's 1920-px frames, but the inputs differ from a full decode + resize
+(3.8 grey levels on average at 64 px). Masks are always decoded at full resolution because test metrics use
+the native mask.
 """
 
 from __future__ import annotations
@@ -24,10 +39,15 @@ import numpy as np
 from medtransfer.errors import DataError
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif")
-MASK_THRESHOLD = 127  # grey value; strictly greater is foreground
+MASK_POLICIES = ("binary", "nonzero")  # or a list of foreground values
+# "binary" masks: values within 1/8 of the range of 0 or of full scale (0-31 / 224-255 at 8 bits) are noise
+# around the two levels; at most this fraction of pixels may lie in between (anti-aliased edges;
+# CVC-ClinicDB's worst mask: 0.04 %; a JPEG mask at quality 75: 0.02 %)
+MAX_MID_FRACTION = 0.01
 
 # ITU-R 601-2 luma, the same weights Pillow's convert("L") uses, so TIFF and non-TIFF masks agree.
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+_PIL_16BIT = ("I;16", "I;16B", "I;16L", "I;16N")  # Pillow's convert() would clip these to 0..255
 
 
 def _read_tiff(path: Path) -> np.ndarray:
@@ -40,10 +60,13 @@ def _read_tiff(path: Path) -> np.ndarray:
 
 
 def _read_pil(path: Path, mode: str, draft_size: int | None = None) -> tuple[np.ndarray, tuple[int, int]]:
+    """In `mode`, except 16-bit greyscale: its raw uint16 values, for the caller to scale or read."""
     from PIL import Image
 
     with Image.open(path) as im:
         native_hw = (im.size[1], im.size[0])
+        if im.mode in _PIL_16BIT:
+            return np.asarray(im).astype(np.uint16), native_hw
         if draft_size and im.format == "JPEG":
             # DCT-domain downscale to the smallest power-of-two reduction still >= draft_size on both sides.
             im.draft("RGB", (draft_size, draft_size))
@@ -51,7 +74,7 @@ def _read_pil(path: Path, mode: str, draft_size: int | None = None) -> tuple[np.
 
 
 def _to_uint8(arr: np.ndarray) -> np.ndarray:
-    """16-bit or float TIFFs exist in the wild; scale them into uint8 rather than wrapping around."""
+    """16-bit or float files exist in the wild; scale them into uint8 by their range, never wrap or clip."""
     if arr.dtype == np.uint8:
         return arr
     if arr.dtype == bool:
@@ -62,6 +85,16 @@ def _to_uint8(arr: np.ndarray) -> np.ndarray:
     if a.max(initial=0.0) <= 1.0:
         a = a * 255.0
     return np.clip(a, 0, 255).round().astype(np.uint8)
+
+
+def _to_rgb(arr: np.ndarray) -> np.ndarray:
+    if arr.ndim == 2:
+        return np.repeat(arr[..., None], 3, axis=2)
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        return np.repeat(arr, 3, axis=2)
+    if arr.ndim == 3 and arr.shape[2] >= 4:
+        return arr[..., :3]
+    return arr
 
 
 def read_image(path: str | Path) -> np.ndarray:
@@ -78,18 +111,11 @@ def decode_image(path: str | Path, draft_size: int | None = None) -> tuple[np.nd
     path = Path(path)
     try:
         if path.suffix.lower() in (".tif", ".tiff"):
-            arr = _to_uint8(_read_tiff(path))
+            arr = _read_tiff(path)
             native_hw = arr.shape[:2]
-            if arr.ndim == 2:
-                arr = np.repeat(arr[..., None], 3, axis=2)
-            elif arr.ndim == 3 and arr.shape[2] == 1:
-                arr = np.repeat(arr, 3, axis=2)
-            elif arr.ndim == 3 and arr.shape[2] >= 4:
-                arr = arr[..., :3]
         else:
             arr, native_hw = _read_pil(path, "RGB", draft_size)
-    except DataError:
-        raise
+        arr = _to_rgb(_to_uint8(arr))
     except Exception as e:
         raise DataError(f"{path}: cannot decode image ({type(e).__name__}: {_one_line(e)})") from e
     if arr.ndim != 3 or arr.shape[2] != 3 or min(arr.shape[:2]) < 1:
@@ -97,24 +123,56 @@ def decode_image(path: str | Path, draft_size: int | None = None) -> tuple[np.nd
     return np.ascontiguousarray(arr), (int(native_hw[0]), int(native_hw[1]))
 
 
-def read_mask(path: str | Path) -> np.ndarray:
-    """Binary uint8 (H, W) in {0, 1}: grey conversion then ``> 127`` (see module docstring)."""
+def _read_grey(path: Path) -> np.ndarray:
+    """The mask's values as one grey channel; integers keep their bit depth (a 16-bit label 2 stays 2)."""
+    if path.suffix.lower() not in (".tif", ".tiff"):
+        return _read_pil(path, "L")[0]
+    arr = _read_tiff(path)
+    if arr.dtype == bool or np.issubdtype(arr.dtype, np.floating):
+        arr = _to_uint8(arr)
+    if arr.ndim == 3:
+        grey = arr[..., 0] if arr.shape[2] == 1 else (arr[..., :3].astype(np.float32) @ _LUMA).round()
+        arr = grey.astype(arr.dtype)
+    return arr
+
+
+def read_mask(path: str | Path, foreground: str | list[int] = "binary") -> np.ndarray:
+    """Binary uint8 (H, W) in {0, 1}: grey values read by the `foreground` policy (see module docstring)."""
     path = Path(path)
     try:
-        if path.suffix.lower() in (".tif", ".tiff"):
-            arr = _to_uint8(_read_tiff(path))
-            if arr.ndim == 3:
-                if arr.shape[2] == 1:
-                    arr = arr[..., 0]
-                else:
-                    arr = (arr[..., :3].astype(np.float32) @ _LUMA).round().astype(np.uint8)
-        else:
-            arr = _read_pil(path, "L")[0]
+        arr = _read_grey(path)
     except Exception as e:
         raise DataError(f"{path}: cannot decode image ({type(e).__name__}: {_one_line(e)})") from e
     if arr.ndim != 2 or min(arr.shape) < 1:
         raise DataError(f"{path}: cannot decode image (mask has shape {arr.shape}, expected H x W)")
-    return (arr > MASK_THRESHOLD).astype(np.uint8)
+    return mask_from_values(arr, foreground, path)
+
+
+def mask_from_values(values: np.ndarray, foreground: str | list[int], path: str | Path) -> np.ndarray:
+    """{0, 1} uint8 from a grey mask under a ``mask_foreground`` policy: binary, nonzero or a value list."""
+    if foreground == "binary":
+        fg = _binary(values, path)
+    elif foreground == "nonzero":
+        fg = values != 0
+    else:
+        fg = np.isin(values, [int(v) for v in foreground])
+    return fg.astype(np.uint8)
+
+
+def _binary(g: np.ndarray, path: str | Path) -> np.ndarray:
+    top = np.iinfo(g.dtype).max
+    lo, hi = int(g.min()), int(g.max())
+    if lo >= 0 and hi <= 1:
+        return g == 1
+    band = (top + 1) // 8
+    if lo >= 0 and hi > top - band and ((g >= band) & (g <= top - band)).mean() <= MAX_MID_FRACTION:
+        return g > top // 2
+    u = np.unique(g).tolist()
+    found = ", ".join(map(str, u[:6])) + (f", ... {u[-1]} ({len(u)} values)" if len(u) > 6 else "")
+    raise DataError(
+        f"{path}: mask values {found} are ambiguous (neither 0/1 nor 0/{top}, up to compression noise); "
+        f"set dataset.mask_foreground to nonzero or to the list of foreground values, e.g. [{u[-1]}]"
+    )
 
 
 def image_size_of(path: str | Path) -> tuple[int, int]:

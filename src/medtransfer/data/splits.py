@@ -11,6 +11,9 @@ Why this shape:
   (``default_rng([seed, k])``) so that, e.g., changing ``n_train`` never changes val or test.
 * ``n_train`` subsets are nested: with one seed, the 50-image train set is contained in the 100-image one
   (both are prefixes of the same permutation), so a low-data curve varies one thing at a time.
+* k-fold cross-validation (``dataset.fold``) follows nnU-Net (fixed folds seed); for datasets whose groups
+  are video sequences (CVC-ClinicDB) the folds are grouped (GroupKFold semantics), because a frame-wise fold
+  put every validation frame next to its own sequence's frames in training.
 * The `Split` serialises to ``split.json`` with the sha256 of its canonical JSON and of every list file
   it read, and nothing machine-specific, so two machines can compare splits by hash.
 """
@@ -147,10 +150,8 @@ class GroupSplit:
 
     def parts(self, samples, root: Path, seed: int) -> dict[str, list[str]]:
         groups: dict[str, list[str]] = {}
-        for s in samples:
-            if s.group is None:
-                raise DataError(f"{s.image}: no sequence/group known for id {s.id!r}; cannot split by group")
-            groups.setdefault(str(s.group), []).append(s.id)
+        for i, g in group_of(samples).items():
+            groups.setdefault(g, []).append(i)
         names = sorted_ids(groups)
         if len(names) < 3:
             raise DataError(f"{root}: only {len(names)} group(s); a group split needs at least 3")
@@ -193,9 +194,18 @@ class FixedGroups:
 
 GENERIC_SPLITS = {
     "random_80_20": RandomSplit((0.8, 0.2)),
+    "random_70_30": RandomSplit((0.7, 0.3)),  # paper 003: 70% train+val, 30% test
     "random_80_10_10": RandomSplit((0.8, 0.1, 0.1)),
     "all": AllTest(),
 }
+
+
+def group_of(samples) -> dict[str, str]:
+    """id → group (video sequence); a sample without one cannot be kept whole: DataError naming its file."""
+    for s in samples:
+        if s.group is None:
+            raise DataError(f"{s.image}: no sequence/group known for id {s.id!r}; cannot split by group")
+    return {s.id: str(s.group) for s in samples}
 
 
 def read_sequences_csv(path: Path) -> list[tuple[int, int, str]]:
@@ -287,11 +297,19 @@ def load_split(path: str | Path) -> Split:
     return Split.from_dict(d)
 
 
-def kfold(ids, folds: int, seed: int) -> list[dict[str, list[str]]]:
+def kfold(ids, folds: int, seed: int, groups: Mapping[str, str] | None = None) -> list[dict[str, list[str]]]:
     """nnU-Net's cross-validation folds: sklearn KFold(n_splits, shuffle=True, random_state=seed) semantics
-    over the sorted ids — one seeded shuffle, then contiguous chunks, the first n % k one id larger."""
+    over the sorted ids — one seeded shuffle, then contiguous chunks, the first n % k one id larger.
+
+    With `groups` (id → group), GroupKFold semantics instead: no group in two folds, so a video sequence's
+    near-duplicate frames never sit on both sides of a fold. Groups are shuffled (seeded), then, largest
+    first (a stable sort, so the shuffle breaks ties), each goes to the fold with the fewest items so far —
+    folds balanced by frames to within one group, and the same folds for the same seed.
+    """
     ids = sorted_ids(ids)
     n = len(ids)
+    if groups is not None:
+        return _group_kfold(ids, folds, seed, groups)
     if folds < 2 or folds > n:
         raise ConfigError(f"dataset.folds={folds}: expected 2..{n} (the train+val part has {n} images)")
     perm = np.random.default_rng(seed).permutation(n)
@@ -299,9 +317,25 @@ def kfold(ids, folds: int, seed: int) -> list[dict[str, list[str]]]:
     for k in range(folds):
         size = n // folds + (1 if k < n % folds else 0)
         held = set(perm[start : start + size].tolist())
-        out.append({"train": [ids[i] for i in range(n) if i not in held], "val": sorted_ids(ids[i] for i in held)})
+        out.append({"train": [ids[i] for i in range(n) if i not in held],
+                    "val": sorted_ids(ids[i] for i in held)})
         start += size
     return out
+
+
+def _group_kfold(ids: list[str], folds: int, seed: int, groups: Mapping[str, str]) -> list[dict]:
+    members: dict[str, list[str]] = {}
+    for i in ids:
+        members.setdefault(str(groups[i]), []).append(i)
+    names = sorted_ids(members)
+    if folds < 2 or folds > len(names):
+        raise ConfigError(f"dataset.folds={folds}: expected 2..{len(names)} (the train+val part has "
+                          f"{len(names)} groups, kept whole in one fold each)")
+    shuffled = [names[i] for i in np.random.default_rng(seed).permutation(len(names))]
+    held: list[list[str]] = [[] for _ in range(folds)]
+    for g in sorted(shuffled, key=lambda g: -len(members[g])):
+        min(held, key=len).extend(members[g])
+    return [{"train": [i for i in ids if i not in val], "val": sorted_ids(val)} for val in map(set, held)]
 
 
 def make_split(
@@ -316,12 +350,14 @@ def make_split(
     fold: int | None = None,
     folds: int = 5,
     folds_seed: int = 12345,
+    fold_groups: bool = False,
 ) -> Split:
     """Scheme → parts, then (if no val part) seeded val carve from train, then seeded n_train subsample.
 
     With `fold`, train+val are pooled and split into `folds` cross-validation folds (fixed `folds_seed`, as
     nnU-Net's 12345, so folds are the same for every run seed); fold k is the val part, the test part is
-    untouched, and all folds are recorded in the split (nnU-Net's splits_final.json).
+    untouched, and all folds are recorded in the split (nnU-Net's splits_final.json). With `fold_groups`
+    (datasets whose groups are video sequences) the folds keep every sample group whole (`kfold`).
     """
     parts = scheme.parts(samples, root, seed)
     train = sorted_ids(parts.get("train", []))
@@ -330,7 +366,7 @@ def make_split(
     carved = False
     all_folds = None
     if fold is not None:
-        all_folds = kfold(train + val, folds, folds_seed)
+        all_folds = kfold(train + val, folds, folds_seed, groups=group_of(samples) if fold_groups else None)
         if not 0 <= fold < folds:
             raise ConfigError(f"dataset.fold={fold}: expected 0..{folds - 1} (dataset.folds={folds}) or null")
         train, val = sorted_ids(all_folds[fold]["train"]), all_folds[fold]["val"]
@@ -371,6 +407,8 @@ def make_split(
     }
     if all_folds is not None:
         source.update(fold=fold, folds=folds, folds_seed=folds_seed, all_folds=all_folds)
+        if fold_groups:
+            source["folds_by"] = "group"
     return Split(
         name=scheme_name, seed=int(seed), dataset=dataset, train=train, val=val, test=test, source=source
     )

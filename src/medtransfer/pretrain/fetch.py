@@ -4,7 +4,8 @@ The cache layout is ours, not the HF hub's, so a user on an offline cluster can 
 `<MEDTRANSFER_CACHE_DIR>/weights/<source>/<encoder>/<filename>`. Every error names that exact path and
 where to get the file. A published hash (full SHA-256, the SHA-256 prefix torchvision/OpenMMLab put in file
 names, or the md5 prefix MoCo/MAE print in their READMEs) is checked on every resolve: a truncated or
-swapped file is caught before its tensors are trusted.
+swapped file is caught before its tensors are trusted. A download is written beside its cache path and moved
+there (one os.replace) only after the caller's check passed: a file that does not fit is never cached.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import os
 import socket
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -19,6 +21,7 @@ from medtransfer import settings
 from medtransfer.errors import WeightsError
 
 HF_ENDPOINT = "https://huggingface.co"
+Check = Callable[[Path, Path], object]  # (file written in full, its cache path) -> raises if it may not go there
 
 
 def file_url(spec) -> str | None:
@@ -77,9 +80,10 @@ def _reachable(url: str, timeout: float = 3.0) -> bool:
         return False
 
 
-def resolve(source: str, encoder: str, spec) -> Path:
+def resolve(source: str, encoder: str, spec, check: Check | None = None) -> Path:
     """Local path of the weights; downloads at most once. Manual sources (Google Drive / Box folders,
-    files that need a converter first) are never downloaded: the error says where to get them."""
+    files that need a converter first) are never downloaded: the error says where to get them. A download
+    lands in the cache only once `check(file, cache path)` passed (default: the published hashes)."""
     path = cache_path(source, encoder, spec)
     url = file_url(spec)
     if not path.is_file():
@@ -91,23 +95,42 @@ def resolve(source: str, encoder: str, spec) -> Path:
             raise WeightsError(f"pretrain={source} encoder={encoder}: weights not cached and HF_HUB_OFFLINE=1; {how}")
         if not _reachable(url):
             raise WeightsError(f"pretrain={source} encoder={encoder}: {urlparse(url).hostname} unreachable; {how}")
-        _download(url, spec, path)
+        try:
+            _download(url, spec, path, check or (lambda tmp, dest: verify(tmp, spec, source)))
+        except WeightsError as e:
+            raise WeightsError(f"pretrain={source} encoder={encoder}: the download of {url} was not cached at "
+                               f"{path}: {e}") from None
     return path
 
 
-def _download(url: str, spec, path: Path) -> None:
+def place(tmp: Path, path: Path, check: Check) -> None:
+    """Move a fully written file to `path` (same filesystem, one os.replace) only after `check` passed on it;
+    a file that fails is deleted, so the cache never holds something a later resolve would trust."""
+    try:
+        check(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    os.replace(tmp, path)
+
+
+def _download(url: str, spec, path: Path, check: Check) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".part")
     if spec.get("hf_repo"):
         from huggingface_hub import hf_hub_download
 
         got = hf_hub_download(spec["hf_repo"], spec["filename"], revision=spec.get("revision"),
-                              local_dir=tmp.parent / ".hf")
-        os.replace(got, path)
+                              local_dir=path.parent / ".hf")
+        place(Path(got), path, check)
         return
     import urllib.request
 
-    with urllib.request.urlopen(url, timeout=60) as r, open(tmp, "wb") as f:
-        while block := r.read(1 << 20):
-            f.write(block)
-    os.replace(tmp, path)
+    tmp = path.with_name(path.name + ".part")
+    try:
+        with urllib.request.urlopen(url, timeout=60) as r, open(tmp, "wb") as f:
+            while block := r.read(1 << 20):
+                f.write(block)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    place(tmp, path, check)

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+import os
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import torch
@@ -21,15 +22,26 @@ import torch
 from medtransfer.errors import WeightsError
 from medtransfer.pretrain.fetch import file_url, resolve, verify, weights_dir
 from medtransfer.pretrain.mapping import map_state, read_checkpoint, unwrap
-from medtransfer.pretrain.registry import available_encoders, check_pretrain, file_spec, normalisation, plain
+from medtransfer.pretrain.registry import (
+    available_encoders,
+    check_pretrain,
+    file_spec,
+    normalisation,
+    plain,
+    resolve_normalisation,
+)
 
 __all__ = [
+    "account",
     "available_encoders",
     "canonical_state",
+    "check_file",
     "check_pretrain",
+    "fits",
     "load_into",
     "load_pretrained",
     "normalisation",
+    "resolve_normalisation",
 ]
 
 CANONICAL_VERSION = 1
@@ -42,12 +54,15 @@ def _fingerprint(spec: Mapping) -> str:
     return hashlib.sha256(json.dumps(rules, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def canonical_state(source: str, encoder: str, spec: Mapping, path: Path, sha: str, *,
-                    trust_pickle: bool = False, out_dir: Path | None = None) -> tuple[dict, dict]:
+def canonical_state(source: str, encoder: str | None, spec: Mapping, path: Path, sha: str, *,
+                    trust_pickle: bool = False, out_dir: Path | None = None, name: str | None = None,
+                    check: Callable[[dict], None] | None = None) -> tuple[dict, dict]:
     """(mapped tensors {"encoder":…, "decoder":…}, conversion record). Reads the original only when no
-    canonical file for this exact file (sha256) and these rules exists yet."""
+    canonical file for this exact file (sha256) and these rules exists yet. `check` (the exact key accounting)
+    runs on the mapped tensors before a new canonical file is written, so a file that fits nothing leaves
+    no twin behind; `name` is the file's name in the cache when `path` is a download or a copy in flight."""
     out_dir = Path(out_dir) if out_dir else weights_dir(source, encoder) / "canonical"
-    stem = f"{Path(path).name}.{sha[:12]}"
+    stem = f"{name or Path(path).name}.{sha[:12]}"
     st_path, js_path = out_dir / f"{stem}.safetensors", out_dir / f"{stem}.json"
     fp = _fingerprint(spec)
     if st_path.is_file() and js_path.is_file():
@@ -58,8 +73,10 @@ def canonical_state(source: str, encoder: str, spec: Mapping, path: Path, sha: s
             flat = load_file(str(st_path))
             mapped = {"encoder": {}, "decoder": {}}
             for k, v in flat.items():
-                part, _, name = k.partition(".")
-                mapped[part][name] = v
+                part, _, key = k.partition(".")
+                mapped[part][key] = v
+            if check is not None:
+                check(mapped)
             meta["canonical"] = str(st_path)
             return mapped, meta
     state, ignored = unwrap(read_checkpoint(path, trust_pickle), spec.get("container"), path)
@@ -68,14 +85,18 @@ def canonical_state(source: str, encoder: str, spec: Mapping, path: Path, sha: s
             "file_sha256": sha, "url": file_url(spec), "rules": fp, "container": spec.get("container"),
             "ignored_containers": ignored, "dropped": mapped.pop("dropped"),
             "tensors": {part: len(t) for part, t in mapped.items()}}
+    if check is not None:
+        check(mapped)
     from safetensors.torch import save_file
 
     out_dir.mkdir(parents=True, exist_ok=True)
     flat = {f"{part}.{k}": v.detach().contiguous().clone() for part, t in mapped.items() for k, v in t.items()}
-    tmp = st_path.with_suffix(".part")
+    tmp = st_path.with_name(st_path.name + ".part")
     save_file(flat, str(tmp))
-    tmp.replace(st_path)
-    js_path.write_text(json.dumps(meta, indent=1))
+    os.replace(tmp, st_path)
+    tmp = js_path.with_name(js_path.name + ".part")  # the record last: a twin counts only once both are whole
+    tmp.write_text(json.dumps(meta, indent=1))
+    os.replace(tmp, js_path)
     meta["canonical"] = str(st_path)
     return mapped, meta
 
@@ -96,9 +117,18 @@ def _resize(module: torch.nn.Module, key: str, v: torch.Tensor, t: torch.Tensor)
     return v
 
 
-def load_into(module: torch.nn.Module, state: Mapping[str, torch.Tensor], source: str,
-              allow_missing: tuple[str, ...] = (), what: str = "encoder") -> dict:
-    """Exact key accounting, then a strict load. Returns counts and what was left at init."""
+class KeyMismatch(WeightsError):
+    """A file's tensors do not fit a module; `short` is the reason in a few words (for a list of encoders tried)."""
+
+    def __init__(self, message: str, short: str):
+        super().__init__(message)
+        self.short = short
+
+
+def account(module: torch.nn.Module, state: Mapping[str, torch.Tensor], label: str,
+            allow_missing: tuple[str, ...] = (), what: str = "encoder") -> tuple[dict, dict]:
+    """Exact key accounting and shapes (position tables resampled): (the full state dict to load, counts).
+    Pure, so it also runs against a meta-device backbone to check a file before it enters the cache."""
     target = module.state_dict()
     allow_missing = tuple(allow_missing)
     absent = sorted(k for k in target if k not in state)
@@ -106,25 +136,48 @@ def load_into(module: torch.nn.Module, state: Mapping[str, torch.Tensor], source
     missing = [k for k in absent if not k.endswith(NBT) and not k.startswith(allow_missing)]
     unexpected = sorted(k for k in state if k not in target)
     if missing or unexpected:
-        raise WeightsError(
-            f"pretrain={source}: keys do not map onto the {what}: {len(missing)} missing "
-            f"{missing[:6]}{'...' if len(missing) > 6 else ''}, {len(unexpected)} unexpected "
-            f"{unexpected[:6]}{'...' if len(unexpected) > 6 else ''}"
-        )
+        raise KeyMismatch(f"{label}: keys do not map onto the {what}: {len(missing)} missing "
+                          f"{missing[:6]}{'...' if len(missing) > 6 else ''}, {len(unexpected)} unexpected "
+                          f"{unexpected[:6]}{'...' if len(unexpected) > 6 else ''}",
+                          f"{len(missing)} missing, {len(unexpected)} unexpected")
     fixed, resized = dict(target), []
     for k, v in state.items():
         t = target[k]
         if v.shape != t.shape:
             v = _resize(module, k, v, t)
             if v.shape != t.shape:
-                raise WeightsError(f"pretrain={source}: shape mismatch for {what} {k}: file {tuple(v.shape)} vs "
-                                   f"model {tuple(t.shape)}")
+                raise KeyMismatch(f"{label}: shape mismatch for {what} {k}: file {tuple(v.shape)} vs model "
+                                  f"{tuple(t.shape)}", f"{k} is {tuple(v.shape)}, not {tuple(t.shape)}")
             resized.append(k)
         fixed[k] = v.to(t.dtype)
-    module.load_state_dict(fixed, strict=True)
     left = sorted(k for k in absent if not k.endswith(NBT))
-    return {"tensors_loaded": len(state), "missing": left, "num_batches_tracked_absent": len(nbt),
-            "resized": resized}
+    return fixed, {"tensors_loaded": len(state), "missing": left, "num_batches_tracked_absent": len(nbt),
+                   "resized": resized}
+
+
+def load_into(module: torch.nn.Module, state: Mapping[str, torch.Tensor], source: str,
+              allow_missing: tuple[str, ...] = (), what: str = "encoder") -> dict:
+    """Exact key accounting, then a strict load. Returns counts and what was left at init."""
+    fixed, counts = account(module, state, f"pretrain={source}", allow_missing, what)
+    module.load_state_dict(fixed, strict=True)
+    return counts
+
+
+def fits(backbone: torch.nn.Module, mapped: Mapping, spec: Mapping, label: str, what: str = "encoder") -> dict:
+    """The encoder half of a mapped file accounts exactly for `backbone` (a run's load, without loading)."""
+    if not mapped["encoder"]:
+        raise KeyMismatch(f"{label}: no encoder tensors after the declared drops", "no encoder tensors")
+    return account(backbone, mapped["encoder"], label, tuple(spec.get("allow_missing") or ()), what)[1]
+
+
+def check_file(source: str, encoder: str, spec: Mapping, path: Path, backbone: torch.nn.Module, *,
+               name: str | None = None) -> None:
+    """A file fits: published hash, read and map (or its canonical twin), exact key accounting against
+    `backbone`; every failure is a one-line WeightsError naming `path`. What a download passes before it
+    enters the cache, and what `fetch` runs on a file already there."""
+    sha = verify(path, spec, source)
+    canonical_state(source, encoder, spec, path, sha, name=name,
+                    check=lambda m: fits(backbone, m, spec, f"{path} (pretrain={source})", f"{encoder} encoder"))
 
 
 def _check_requires(backbone: torch.nn.Module, spec: Mapping, source: str, encoder: str) -> None:
@@ -154,17 +207,17 @@ def load_pretrained(model: torch.nn.Module, pretrain_cfg: Mapping, encoder: str)
     spec = file_spec(cfg, encoder)
     backbone = model.encoder.backbone
     _check_requires(backbone, spec, source, encoder)
+    out_dir = None
     if cfg.get("format") is not None:
         path = Path(str(cfg["path"])).expanduser().resolve()
         sha = verify(path, spec, source)
-        mapped, meta = canonical_state(source, encoder, spec, path, sha,
-                                       out_dir=weights_dir(source, sha[:12]) / "canonical")
-    else:
-        path = resolve(source, encoder, spec)
+        out_dir = weights_dir(source, sha[:12]) / "canonical"
+    else:  # a download enters the cache only if it fits this backbone
+        path = resolve(source, encoder, spec,
+                       check=lambda tmp, dest: check_file(source, encoder, spec, tmp, backbone, name=dest.name))
         sha = verify(path, spec, source)
-        mapped, meta = canonical_state(source, encoder, spec, path, sha)
-    if not mapped["encoder"]:
-        raise WeightsError(f"pretrain={source}: {path} has no encoder tensors after the declared drops")
+    mapped, meta = canonical_state(source, encoder, spec, path, sha, out_dir=out_dir,
+                                   check=lambda m: fits(backbone, m, spec, f"pretrain={source}"))
     enc = load_into(backbone, mapped["encoder"], source, tuple(spec.get("allow_missing") or ()))
     record.update(parts=["encoder"], tensors_loaded=enc["tensors_loaded"], missing=enc["missing"],
                   tensors_by_part={"encoder": enc["tensors_loaded"]},

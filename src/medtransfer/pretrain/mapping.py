@@ -33,7 +33,9 @@ def read_checkpoint(path: Path, trust_pickle: bool = False):
         raise
     except Exception as e:  # noqa: BLE001 - every reader error becomes one clear line
         msg = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-        if "weights_only" in str(e) or "Unsupported global" in str(e):
+        # torch names weights_only in every refusal; "Unsupported operand" means the bytes are no pickle at all
+        # (an HTML error page saved as .pth): corrupt, never a file to unpickle with --trust-pickle
+        if ("weights_only" in str(e) or "Unsupported global" in str(e)) and "Unsupported operand" not in str(e):
             raise WeightsError(f"{path}: holds non-tensor Python objects that weights_only=True refuses ({msg}); "
                                f"if you trust it, `medtransfer pretrain convert {path} --source S --encoder E "
                                f"--trust-pickle` writes a tensors-only safetensors file") from None

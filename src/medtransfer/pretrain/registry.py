@@ -37,16 +37,18 @@ FILE_FIELDS = {
     "allow_missing": "encoder-key prefixes the file does not have (left at init, listed in the record)",
     "requires": "{attrs: {module.attr: value}, timm_kwargs: {...}, why: ...} the encoder must match",
     "decoder": "{name, select, drop, rename, kwargs}: decoder tensors of a whole segmentation network",
-    "mean": "normalisation mean the source was trained with (overrides the source's)",
-    "std": "normalisation std (overrides the source's)",
+    "mean": "normalisation mean this file was trained with (wins over the source's source_mean)",
+    "std": "normalisation std this file was trained with (wins over the source's source_std)",
     "recipe": "training recipe (a confound worth recording)",
     "note": "free text",
 }
 DECODER_FIELDS = {"name", "select", "drop", "rename", "kwargs"}
 SOURCE_FIELDS = {
-    "name", "kind", "dataset", "method", "encoders", "files", "format", "path", "mean", "std", "licence",
-    "citation", "caveats", "recipe", "rejected",
+    "name", "kind", "dataset", "method", "encoders", "files", "format", "path", "mean", "std", "source_mean",
+    "source_std", "licence", "citation", "caveats", "recipe", "rejected",
 }  # fmt: skip
+# where normalisation comes from, highest precedence first (resolve_normalisation; recorded in results.json)
+NORM_ORIGINS = ("override", "file", "source", "default")
 
 
 def plain(value: Any) -> Any:
@@ -114,7 +116,8 @@ def file_spec(pretrain_cfg: Mapping, encoder: str) -> dict | None:
 def check_pretrain(pretrain_cfg: Mapping, encoder: str, encoder_cfg: Mapping | None = None,
                    decoder_cfg: Mapping | None = None) -> None:
     """Config-time check, no file access beyond the `file` source's path: the source exists for this encoder,
-    the encoder is built the way the checkpoint needs (e.g. 12 heads), a whole-network decoder matches."""
+    the encoder is built the way the checkpoint needs (e.g. 12 heads), a whole-network decoder matches, the
+    normalisation resolves (half an override fails here, not after the data is cached)."""
     cfg = plain(pretrain_cfg)
     validate_source(cfg)
     name = cfg.get("name")
@@ -131,6 +134,7 @@ def check_pretrain(pretrain_cfg: Mapping, encoder: str, encoder_cfg: Mapping | N
             raise ConfigError(f"pretrain={name} needs pretrain.path=FILE (a local checkpoint in the declared format)")
         if not Path(str(path)).expanduser().is_file():
             raise ConfigError(f"pretrain={name}: pretrain.path={path} is not a file")
+    resolve_normalisation(cfg, encoder)
     spec = file_spec(cfg, encoder) or {}
     req = spec.get("requires") or {}
     if encoder_cfg is not None and req.get("timm_kwargs"):
@@ -150,13 +154,48 @@ def check_pretrain(pretrain_cfg: Mapping, encoder: str, encoder_cfg: Mapping | N
                               f"(or use another decoder to load the encoder only)")
 
 
-def normalisation(pretrain_cfg: Mapping, encoder: str) -> tuple[list[float], list[float]]:
-    """The mean/std the source was trained with (per-file override first): a mismatch is a silent confound."""
+def resolve_normalisation(pretrain_cfg: Mapping, encoder: str) -> tuple[list[float], list[float], str]:
+    """(mean, std, origin): the one place that decides the input normalisation, and why.
+
+    A mean/std other than the one the weights were trained with is a silent confound, and a run whose
+    condition name carries `pretrain.mean=...` must have trained with it. Precedence (NORM_ORIGINS):
+    `pretrain.mean/std` ("override": null in every source yaml, so only the command line or an experiment
+    sets it) > `files.<encoder>.mean/std` ("file": e.g. AugReg ViTs, 0.5) > `source_mean/std` ("source")
+    > ImageNet's ("default"). Each level is a pair: half of one is a ConfigError, never mixed with another.
+    """
     cfg = plain(pretrain_cfg)
     spec = file_spec(cfg, encoder) or {}
-    mean = spec.get("mean", cfg.get("mean", IMAGENET_MEAN))
-    std = spec.get("std", cfg.get("std", IMAGENET_STD))
-    return [float(x) for x in mean], [float(x) for x in std]
+    where = f"conf/pretrain/{cfg.get('name')}.yaml "
+    per_file = "format." if cfg.get("format") is not None else f"files.{encoder}."
+    levels = (("override", cfg, "mean", "std", "pretrain."), ("file", spec, "mean", "std", where + per_file),
+              ("source", cfg, "source_mean", "source_std", where))
+    for origin, entry, mean_key, std_key, label in levels:
+        mean, std = entry.get(mean_key), entry.get(std_key)
+        if mean is None and std is None:
+            continue
+        if mean is None or std is None:
+            have, lack = (mean_key, std_key) if std is None else (std_key, mean_key)
+            raise ConfigError(f"pretrain={cfg.get('name')}: {label}{have} is set but {label}{lack} is not; "
+                              f"set both (normalisation is a mean/std pair)")
+        return [float(x) for x in mean], [float(x) for x in std], origin
+    return list(IMAGENET_MEAN), list(IMAGENET_STD), "default"
+
+
+def normalisation(pretrain_cfg: Mapping, encoder: str) -> tuple[list[float], list[float]]:
+    """(mean, std) as resolve_normalisation decides them, for callers that do not record the origin."""
+    mean, std, _ = resolve_normalisation(pretrain_cfg, encoder)
+    return mean, std
+
+
+def _norm_cell(cfg: Mapping) -> str:
+    """The source's own mean/std, then each group of files trained with another pair."""
+    own = (cfg.get("source_mean") or IMAGENET_MEAN, cfg.get("source_std") or IMAGENET_STD)
+    groups: dict[tuple, list[str]] = {}
+    for enc, spec in (cfg.get("files") or {}).items():
+        pair = (spec.get("mean"), spec.get("std"))
+        if pair != (None, None) and pair != own:
+            groups.setdefault((str(pair[0]), str(pair[1])), []).append(enc)
+    return "; ".join([f"{own[0]} / {own[1]}", *(f"{', '.join(e)}: {m} / {s}" for (m, s), e in groups.items())])
 
 
 def sources_markdown(all_sources: Mapping[str, Mapping] | None = None) -> str:
@@ -173,10 +212,9 @@ def sources_markdown(all_sources: Mapping[str, Mapping] | None = None) -> str:
             for key in ("sha256", "sha256_prefix", "md5_prefix"):
                 if spec.get(key):
                     hashes.append(f"{enc} {key.replace('_prefix', '')} {spec[key][:12]}")
-        mean, std = cfg.get("mean", IMAGENET_MEAN), cfg.get("std", IMAGENET_STD)
         cells = [f"`{name}`", str(cfg.get("kind", "")), str(cfg.get("dataset", "")),
                  encs if isinstance(encs, str) else ", ".join(encs), "<br>".join(files) or "–",
-                 "<br>".join(hashes) or "none published", f"{mean} / {std}", str(cfg.get("licence", "")),
+                 "<br>".join(hashes) or "none published", _norm_cell(cfg), str(cfg.get("licence", "")),
                  " ".join(str(cfg.get(k, "")).strip() for k in ("recipe", "caveats")).strip()]
         rows.append("| " + " | ".join(c.replace("|", "\\|").replace("\n", " ") for c in cells) + " |")
     return "\n".join(rows) + "\n"
@@ -224,7 +262,9 @@ def write_sources_md(path: Path | None = None) -> Path:
     path = path or Path(__file__).with_name("SOURCES.md")
     head = ("# Pretraining sources\n\nGenerated from `conf/pretrain/*.yaml` by `python -m medtransfer.pretrain.registry`"
             " (a test fails when it is stale). \"manual\": no direct link; the loader's error names the page and the"
-            " exact cache path to place the file at.\n\n")
+            " exact cache path to place the file at. mean/std: the source's own (`source_mean/std`, else ImageNet's),"
+            " then the files trained with another pair (`files.<enc>.mean/std`); `pretrain.mean=[..] pretrain.std=[..]`"
+            " on the command line wins over both.\n\n")
     path.write_text(head + sources_markdown())
     return path
 

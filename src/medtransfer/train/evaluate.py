@@ -39,6 +39,9 @@ def load_checkpoint(path: str | Path):
     if not train_cfg:
         raise ConfigError(f"ckpt={path}: not a medtransfer checkpoint (no hyper_parameters.cfg)")
     train_cfg = OmegaConf.create(train_cfg)
+    applied = (ckpt.get("hyper_parameters") or {}).get("normalisation")
+    if applied:  # what the run applied wins over what its source config would resolve to today
+        train_cfg.pretrain.mean, train_cfg.pretrain.std = applied["mean"], applied["std"]
     model = build_model(train_cfg.encoder, train_cfg.decoder, num_classes=int(train_cfg.dataset.num_classes),
                         image_size=int(train_cfg.image_size))
     state = {k[len("model."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
@@ -57,7 +60,7 @@ def evaluate(cfg: DictConfig) -> dict:
     from medtransfer.metrics import SegMetrics
     from medtransfer.pretrain import normalisation
     from medtransfer.train.module import score_at_native_size
-    from medtransfer.train.run import _per_image_csv, summarise_surface
+    from medtransfer.train.run import _per_image_csv, pixel_spacing, summarise_surface
 
     model, train_cfg = load_checkpoint(cfg.ckpt)
     dataset_cfg = OmegaConf.to_container(cfg.dataset if cfg.get("dataset") else train_cfg.dataset, resolve=True)
@@ -88,7 +91,7 @@ def evaluate(cfg: DictConfig) -> dict:
         for batch in dm.test_dataloader():
             logits = model(batch["image"].to(device))
             preds = score_at_native_size(logits, batch, metrics, float(cfg.threshold),
-                                         surface if cfg.surface else None, in_fov)
+                                         surface if cfg.surface else None, in_fov, pixel_spacing(dataset_cfg))
             if cfg.save_predictions:
                 from PIL import Image
 
@@ -97,7 +100,7 @@ def evaluate(cfg: DictConfig) -> dict:
                     Image.fromarray((pred * 255).astype("uint8")).save(pred_dir / f"{image_id}.png")
     summary = {k: (int(v) if k.startswith("n_") else float(v)) for k, v in metrics.compute().items()}
     if cfg.surface:
-        summary.update(summarise_surface(surface))
+        summary.update(summarise_surface(surface, pixel_spacing(dataset_cfg)))
     record = {"ckpt": str(ckpt), "dataset": dataset_cfg["name"], "split": dataset_cfg["split"],
               "trained_on": train_cfg.dataset.name, "condition": OmegaConf.to_container(train_cfg.condition),
               "seed": seed, "metrics": summary, "metrics_region": region, "split_detail": dm.split.to_dict()}

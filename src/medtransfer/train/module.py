@@ -17,10 +17,12 @@ from medtransfer.metrics import SegMetrics, surface_metrics
 
 
 def score_at_native_size(logits: torch.Tensor, batch: dict, metrics: SegMetrics, threshold: float,
-                         surface: list[dict] | None = None, in_fov: bool = False) -> list[tuple[str, object]]:
+                         surface: list[dict] | None = None, in_fov: bool = False,
+                         spacing: tuple[float, float] | None = None) -> list[tuple[str, object]]:
     """Score a test batch against its native-resolution masks (the papers' numbers) and return each image's
     binary prediction at that size as (id, bool H×W array). ``in_fov``: count pixels inside the batch's
     native field-of-view masks only (``fov_native``, DRIVE), for the overlap and the surface metrics alike.
+    ``spacing``: the dataset's (row, column) pixel size in mm at native size, for HD95/ASSD in mm (None: px).
     Shared by training's test step and eval.py, so both score the same way."""
     ids = batch.get("id") or [str(i) for i in range(len(logits))]
     fovs = batch["fov_native"] if in_fov else None
@@ -36,7 +38,7 @@ def score_at_native_size(logits: torch.Tensor, batch: dict, metrics: SegMetrics,
         if surface is not None:
             t = target[0, 0].cpu().numpy() > 0
             region = valid[0, 0].cpu().numpy() > 0 if valid is not None else True
-            surface.append({"id": ids[i], **surface_metrics(pred & region, t & region)})
+            surface.append({"id": ids[i], **surface_metrics(pred & region, t & region, spacing=spacing)})
         out.append((ids[i], pred))
     return out
 
@@ -56,15 +58,18 @@ class SegmentationModule(L.LightningModule):
     def __init__(self, model: torch.nn.Module, loss: torch.nn.Module, optimizer: Callable, schedule: Callable,
                  encoder_lr_factor: float = 1.0, threshold: float = 0.5, monitor: str = "val/dice_per_image",
                  eval_surface: bool = False, cfg: dict | None = None, channels_last: bool = False,
-                 metrics_in_fov: bool = False):
+                 metrics_in_fov: bool = False, spacing: tuple[float, float] | None = None,
+                 normalisation: dict | None = None):
         super().__init__()
-        # the resolved config travels inside every checkpoint: eval.py rebuilds the model from it
-        self.save_hyperparameters({"cfg": cfg or {}})
+        # the resolved config travels inside every checkpoint: eval.py rebuilds the model from it, and feeds
+        # it the mean/std this run applied (whatever the source's defaults become later)
+        self.save_hyperparameters({"cfg": cfg or {}, "normalisation": normalisation})
         self.model, self.loss = model, loss
         self.optimizer_factory, self.schedule_factory = optimizer, schedule
         self.encoder_lr_factor, self.threshold, self.monitor = encoder_lr_factor, threshold, monitor
         self.eval_surface = eval_surface
         self.metrics_in_fov = metrics_in_fov  # validation and test count inside the batch's FOV masks
+        self.spacing = spacing  # native pixel size in mm for HD95/ASSD (None: pixels)
         self.channels_last = channels_last
         self.val_metrics = SegMetrics(threshold=threshold)
         self.test_metrics = SegMetrics(threshold=threshold)
@@ -111,7 +116,7 @@ class SegmentationModule(L.LightningModule):
     # ---- test at native mask resolution ---------------------------------------------------------------
     def test_step(self, batch, batch_idx):
         score_at_native_size(self(batch["image"]), batch, self.test_metrics, self.threshold,
-                             self.test_surface if self.eval_surface else None, self.metrics_in_fov)
+                             self.test_surface if self.eval_surface else None, self.metrics_in_fov, self.spacing)
 
     def on_test_epoch_end(self):
         self.test_surface = gather_rows(self.test_surface)

@@ -24,9 +24,11 @@ MAX_SLUG = 160  # left out of the slug when null
 # Command-line overrides that do not change what is being measured: they never enter the condition.
 # Everything else a user overrides (optimizer.lr=..., image_size=..., augment=...) does, so `-m optimizer.lr=a,b`
 # gives two conditions, two run directories and two report rows instead of one directory the second job skips.
+# (`impossible_cells` and `test_also` change what else a sweep records, not what a run trains or tests on.)
 NOT_CONDITION = ("seed", "study", "experiment", "logger", "launcher", "hydra", "paths", "num_workers", "force",
-                 "eval_surface", "keep_last_ckpt", "dataset.root", "trainer", "trainer.accelerator", "trainer.devices",
-                 "trainer.strategy", "trainer.enable_progress_bar", "trainer.log_every_n_steps", "trainer.num_nodes")
+                 "eval_surface", "keep_last_ckpt", "impossible_cells", "test_also", "dataset.root", "trainer",
+                 "trainer.accelerator", "trainer.devices", "trainer.strategy", "trainer.enable_progress_bar",
+                 "trainer.log_every_n_steps", "trainer.num_nodes")
 CONDITION_AXES = ("encoder", "decoder", "pretrain", "finetune", "dataset", "dataset.n_train", "dataset.fold")
 
 
@@ -48,27 +50,44 @@ def condition_slug(condition) -> str:
     return slug
 
 
-def condition_extra(overrides: list[str] | None = None) -> str | None:
+def condition_extra(overrides: list[str] | None = None, _root_=None) -> str | None:
     """The overrides of this job that change the science but are not a named condition axis, or None.
 
     Read from the running Hydra job (its own overrides, e.g. `optimizer.lr=0.01`); outside a Hydra app
     (compose in tests and notebooks) there are none.
+
+    Plus `data=<8 hex>` when the dataset's files are not the registered dataset at its registered place
+    (`dataset=folder`, any `dataset.root` elsewhere, a split file): `dataset.root` itself is not a condition
+    (a path differs between machines), but the data behind it are — without this, a second `dataset=folder`
+    run with another root skipped as "complete" and reported the first folder's results. OmegaConf passes
+    the whole config as `_root_`; see `medtransfer.data.config.data_fingerprint` for what the hex covers
+    and why registered datasets at their place keep their slugs.
     """
     if overrides is None:
-        from hydra.core.hydra_config import HydraConfig
-
-        if not HydraConfig.initialized():
-            return None
-        overrides = list(HydraConfig.get().overrides.task)
+        overrides = _job_overrides()
     keep = []
     for o in overrides:
         key = o.split("=", 1)[0].lstrip("+~")
-        if key in CONDITION_AXES or key.startswith(tuple(k + "." for k in ("logger", "launcher", "hydra", "paths"))):
+        if key in CONDITION_AXES or key.startswith(tuple(k + "." for k in ("logger", "launcher", "hydra", "paths",
+                                                                          "test_also"))) \
+                or key.startswith("dataset@test_also."):
             continue
         if key in NOT_CONDITION:
             continue
         keep.append(o.lstrip("+"))
+    dataset = _root_.get("dataset") if _root_ is not None else None
+    if dataset is not None:
+        from medtransfer.data.config import data_fingerprint
+
+        data = data_fingerprint(dataset)
+        keep += [f"data={data}"] if data else []
     return ";".join(sorted(keep)) or None  # ";": list values such as [256,128] contain commas
+
+
+def _job_overrides() -> list[str]:
+    from hydra.core.hydra_config import HydraConfig
+
+    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
 
 
 def auto_workers() -> int:

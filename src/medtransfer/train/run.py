@@ -97,10 +97,16 @@ def _per_image_csv(path: Path, rows: list[dict], surface: list[dict]) -> None:
     tmp.replace(path)
 
 
-def summarise_surface(surface: list[dict]) -> dict:
+def pixel_spacing(dataset_cfg) -> tuple[float, float] | None:
+    """The dataset's native (row, column) pixel size in mm (`dataset.pixel_spacing`), None when unknown."""
+    spacing = dataset_cfg.get("pixel_spacing") if hasattr(dataset_cfg, "get") else None
+    return None if spacing is None else (float(spacing[0]), float(spacing[1]))
+
+
+def summarise_surface(surface: list[dict], spacing: tuple[float, float] | None = None) -> dict:
     from medtransfer.metrics import aggregate_surface
 
-    agg = aggregate_surface(surface)
+    agg = aggregate_surface(surface, spacing=spacing)
     agg.pop("n_images")
     return agg
 
@@ -250,7 +256,7 @@ def _run_claimed(cfg: DictConfig, run_dir: Path) -> dict:
 def _check_selection(cfg: DictConfig, dm, select: str) -> bool:
     """Whether the split has a validation part, and that the run can do without one where it has none:
     selecting the best epoch, early stopping and a plateau schedule all read validation metrics."""
-    has_val = len(dm.split.val) > 0
+    has_val = len(dm.split.val) > 0 or select == "best_on_test"
     if has_val:
         return True
     where = f"dataset.split={dm.split.name} of {cfg.dataset.name} (val_fraction={cfg.dataset.get('val_fraction')})"
@@ -272,7 +278,7 @@ def _fit_and_test(cfg: DictConfig, cfg_dict: dict, run_dir: Path) -> dict:
 
     from medtransfer.data import SegDataModule, metrics_region
     from medtransfer.models import build_model, count_parameters
-    from medtransfer.pretrain import apply_finetune, load_pretrained, normalisation
+    from medtransfer.pretrain import apply_finetune, load_pretrained, resolve_normalisation
     from medtransfer.train.module import SegmentationModule
 
     L.seed_everything(int(cfg.seed), workers=True)
@@ -280,14 +286,14 @@ def _fit_and_test(cfg: DictConfig, cfg_dict: dict, run_dir: Path) -> dict:
     opts = {k: trainer_kwargs.pop(k, None) for k in OWN_TRAINER_OPTIONS}
     cuda = str(trainer_kwargs.get("accelerator")) in {"gpu", "cuda"} or (
         trainer_kwargs.get("accelerator") == "auto" and _cuda_available())
-    mean, std = normalisation(cfg.pretrain, cfg.encoder.name)
+    mean, std, norm_origin = resolve_normalisation(cfg.pretrain, cfg.encoder.name)
     region = metrics_region(cfg.dataset)
     workers = int(cfg.num_workers)
     dm = SegDataModule(cfg.dataset, image_size=int(cfg.image_size), augment=cfg.augment,
                        batch_size=int(cfg.batch_size), num_workers=workers, seed=int(cfg.seed),
                        mean=mean, std=std, pin_memory=bool(opts["pin_memory"]) and cuda,
                        persistent_workers=bool(opts["pin_memory"]) and workers > 0,
-                       train_crop=cfg.get("train_crop"))
+                       train_crop=cfg.get("train_crop"), val_on_test=cfg.get("select") == "best_on_test")
     model = build_model(cfg.encoder, cfg.decoder, num_classes=int(cfg.dataset.num_classes),
                         image_size=int(cfg.image_size))
     pretrain_record = load_pretrained(model, cfg.pretrain, cfg.encoder.name)
@@ -307,17 +313,19 @@ def _fit_and_test(cfg: DictConfig, cfg_dict: dict, run_dir: Path) -> dict:
         model=model, channels_last=channels_last, loss=hydra.utils.instantiate(cfg.loss), optimizer=hydra.utils.instantiate(cfg.optimizer),
         schedule=hydra.utils.instantiate(cfg.schedule), encoder_lr_factor=float(cfg.encoder_lr_factor),
         threshold=float(cfg.threshold), monitor=cfg.monitor, eval_surface=bool(cfg.eval_surface), cfg=cfg_dict,
-        metrics_in_fov=region == "fov",
+        metrics_in_fov=region == "fov", spacing=pixel_spacing(cfg.dataset),
+        normalisation={"mean": mean, "std": std, "origin": norm_origin},
     )
     ckpt_dir = run_dir / "checkpoints"
     # best.ckpt is only ever read for its weights (test, eval.py, analyze): no optimizer state, a third the
     # size of last.ckpt with Adam (make bench: the save is part of every job's end-of-epoch cost)
-    # select=last (paper 000's way: no validation part): best.ckpt is the final epoch's weights
+    # select=last (paper 000's way: no validation part): best.ckpt is the final epoch's weights;
+    # select=best_on_test (paper 001's optimistic way): the best epoch by `monitor` on the test images
     select = str(cfg.get("select", "best"))
     has_val = _check_selection(cfg, dm, select)
     if not has_val:
         trainer_kwargs["limit_val_batches"] = 0
-    ckpt = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=cfg.monitor if select == "best" else None,
+    ckpt = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=None if select == "last" else cfg.monitor,
                            mode="max", save_weights_only=True, auto_insert_metric_name=False,
                            enable_version_counter=False)
     # last.ckpt every epoch, its own callback: Lightning's save_last=True only writes it when the monitored
@@ -347,7 +355,7 @@ def _fit_and_test(cfg: DictConfig, cfg_dict: dict, run_dir: Path) -> dict:
     test = module.test_metrics.compute()
     test = {k: (int(v) if k.startswith("n_") else float(v)) for k, v in test.items()}
     if cfg.eval_surface:
-        test.update(summarise_surface(module.test_surface))
+        test.update(summarise_surface(module.test_surface, pixel_spacing(cfg.dataset)))
     per_image = module.test_metrics.per_image()  # a collective under DDP: every rank calls it
     also = {}
     if trainer.is_global_zero:
@@ -366,6 +374,7 @@ def _fit_and_test(cfg: DictConfig, cfg_dict: dict, run_dir: Path) -> dict:
                   "n_train": len(dm.split.train), "n_val": len(dm.split.val), "n_test": len(dm.split.test)},
         "pretrain": pretrain_record,
         "finetune": finetune_record,
+        "normalisation": {"mean": mean, "std": std, "origin": norm_origin},
         "params": count_parameters(model),
         "metrics_region": region,
         "selection": select,

@@ -17,6 +17,7 @@ from omegaconf import DictConfig
 
 from medtransfer.errors import ConfigError, NotApplicable
 
+SELECT_CHOICES = ("best", "last", "best_on_test")
 VALID_MONITORS = ("val/dice_per_image", "val/iou_per_image", "val/dice_pooled", "val/iou_pooled")
 
 
@@ -130,6 +131,20 @@ def check_trainer_options(cfg: DictConfig) -> None:
                           f"trainer option){'; did you mean ' + ', '.join(near) + '?' if near else ''}")
 
 
+def check_pixel_spacing(dataset: DictConfig, where: str) -> None:
+    """`pixel_spacing`: null (HD95/ASSD in pixels) or the native (row, column) pixel size in mm."""
+    spacing = dataset.get("pixel_spacing")
+    if spacing is None:
+        return
+    try:
+        ok = len(spacing) == 2 and all(float(v) > 0 for v in spacing)
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise ConfigError(f"{where}.pixel_spacing={spacing!r}: expected null or [row, column] mm per pixel, "
+                          "two positive numbers")
+
+
 def check_writable(path: Path, what: str) -> None:
     """The run directory's nearest existing ancestor must be a writable folder (checked before any job)."""
     p = path.expanduser().absolute()
@@ -166,13 +181,15 @@ def validate(cfg: DictConfig) -> None:
     check_pretrain(cfg.pretrain, cfg.encoder.name, cfg.encoder, cfg.decoder)
     check_finetune(cfg.finetune, cfg.encoder.name, cfg.pretrain)
     validate_dataset_cfg(cfg.dataset)
+    check_pixel_spacing(cfg.dataset, "dataset")
     for name, dataset in (cfg.get("test_also") or {}).items():
         if not isinstance(dataset, DictConfig) or "name" not in dataset:
             raise ConfigError(f"test_also.{name}: expected a dataset config (in an experiment's defaults: "
                               f"/dataset@test_also.{name}: {name})")
         validate_dataset_cfg(dataset)
-    if cfg.get("select", "best") not in ("best", "last"):
-        raise ConfigError(f"unknown select {cfg.get('select')!r}; valid choices: best, last")
+        check_pixel_spacing(dataset, f"test_also.{name}")
+    if cfg.get("select", "best") not in SELECT_CHOICES:
+        raise ConfigError(f"unknown select {cfg.get('select')!r}; valid choices: {', '.join(SELECT_CHOICES)}")
     if cfg.monitor not in VALID_MONITORS:
         raise ConfigError(f"unknown monitor {cfg.monitor!r}; valid choices: {', '.join(sorted(VALID_MONITORS))}")
     check_training_components(cfg)
