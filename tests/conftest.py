@@ -40,3 +40,18 @@ def shared_data():
     if root is None or not root.is_dir():
         pytest.skip(f"real data not available ({settings.DATA_ROOT} unset or missing)")
     return root
+
+
+@pytest.fixture
+def offline_cache(tmp_path, monkeypatch):
+    """A per-test weights cache; any socket use is a test failure (every file is built locally, in its
+    source's published layout). Used by the pretrain tests as `pytestmark = usefixtures("offline_cache")`."""
+    import socket
+
+    monkeypatch.setenv(settings.CACHE_DIR, str(tmp_path / "cache"))
+
+    def refuse(*a, **k):
+        raise AssertionError("network access attempted")
+
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(socket.socket, "connect", refuse)

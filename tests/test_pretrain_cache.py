@@ -3,7 +3,6 @@ it (published hash, read, map, exact key accounting against the target encoder) 
 cache, leave nothing there when it does not fit, and `fetch` re-checks a file already cached. Through the
 `medtransfer` CLI and the library, with ResNet-18 checkpoints built here; no network."""
 
-import socket
 import time
 
 import pytest
@@ -22,15 +21,7 @@ from medtransfer.pretrain.registry import sources
 IMAGENET = sources()["imagenet"]
 
 
-@pytest.fixture(autouse=True)
-def offline(tmp_path, monkeypatch):
-    monkeypatch.setenv(settings.CACHE_DIR, str(tmp_path / "cache"))
-
-    def refuse(*a, **k):
-        raise AssertionError("network access attempted")
-
-    monkeypatch.setattr(socket, "create_connection", refuse)
-    monkeypatch.setattr(socket.socket, "connect", refuse)
+pytestmark = pytest.mark.usefixtures("offline_cache")
 
 
 def _target():

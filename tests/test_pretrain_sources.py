@@ -2,7 +2,6 @@
 encoders, EMA copies), placed in the cache, loads through the registry with every encoder tensor equal to the
 source tensor; wrong, corrupt and mislabelled files fail with one clear line; no network is touched."""
 
-import socket
 import sys
 import time
 from pathlib import Path
@@ -26,16 +25,7 @@ HASHES = ("sha256", "sha256_prefix", "md5_prefix")
 SOURCES = sources()
 
 
-@pytest.fixture(autouse=True)
-def offline(tmp_path, monkeypatch):
-    """Per-test cache; any socket use is a test failure (the files are cached, so none may happen)."""
-    monkeypatch.setenv(settings.CACHE_DIR, str(tmp_path / "cache"))
-
-    def refuse(*a, **k):
-        raise AssertionError("network access attempted")
-
-    monkeypatch.setattr(socket, "create_connection", refuse)
-    monkeypatch.setattr(socket.socket, "connect", refuse)
+pytestmark = pytest.mark.usefixtures("offline_cache")
 
 
 def _cfg(source, keep_hashes=False):

@@ -1,7 +1,6 @@
 """Whole segmentation networks (paper 000) load encoder AND decoder where the decoder matches, and say so in
 the record; the `file` source reads a real third-party legacy checkpoint; `convert` fills the cache."""
 
-import socket
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -23,15 +22,7 @@ CONF = settings.PROJECT_ROOT / "conf"
 LEGACY = settings.PROJECT_ROOT.parent / "shared/weights/resnet20-12fca82f.th"
 
 
-@pytest.fixture(autouse=True)
-def offline(tmp_path, monkeypatch):
-    monkeypatch.setenv(settings.CACHE_DIR, str(tmp_path / "cache"))
-
-    def refuse(*a, **k):
-        raise AssertionError("network access attempted")
-
-    monkeypatch.setattr(socket, "create_connection", refuse)
-    monkeypatch.setattr(socket.socket, "connect", refuse)
+pytestmark = pytest.mark.usefixtures("offline_cache")
 
 
 def _cfg(name):

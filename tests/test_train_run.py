@@ -95,7 +95,8 @@ def test_the_lr_of_each_param_group_is_logged_every_step(smoke_run):
     import csv
 
     run_dir, record = smoke_run
-    rows = list(csv.DictReader(open(run_dir / "metrics.csv")))
+    with open(run_dir / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
     cols = sorted(k for k in rows[0] if k.startswith("lr-"))
     assert cols == ["lr-AdamW/decoder", "lr-AdamW/encoder"]
     for col in cols:
@@ -433,41 +434,3 @@ def test_interrupted_submitit_sweep_rerun_completes_without_duplicates(tmp_path)
     for r in results:
         ids = {p.name.rsplit("-", 1)[1] for p in (r.parent / "wandb").glob("offline-run-*")}
         assert ids == {(r.parent / "wandb_id.txt").read_text()}  # a resumed job continues its W&B run
-
-
-def test_select_last_trains_without_a_validation_part(tmp_path, monkeypatch):
-    """Paper 000's way: 80% train / 20% test, no validation, the final epoch tested."""
-    from medtransfer.errors import ConfigError
-    from medtransfer.train.run import run
-
-    monkeypatch.setenv(settings.RUNS_ROOT, str(tmp_path / "runs"))
-    base = ["experiment=smoke", "logger=csv", "eval_surface=false", "dataset.split=random_80_20",
-            "dataset.val_fraction=0", "trainer.max_epochs=2", "trainer.limit_test_batches=1"]
-    with pytest.raises(ConfigError, match=r"no validation part to select the best epoch on; set select=last"):
-        run(_cfg(base))
-    record = run(_cfg([*base, "select=last"]))
-    assert record["status"] == "complete" and record["selection"] == "last"
-    assert record["split"]["n_val"] == 0 and record["metrics"]["val_history"] == [] and record["best_epoch"] is None
-    assert record["epochs"] == 2 and Path(record["checkpoints"]["best"]).is_file()
-    with pytest.raises(ConfigError, match=r"no validation part: schedule=medtransfer\.train\.schedules\.plateau"):
-        run(_cfg([*base, "select=last", "schedule=plateau", "study=plateau"]))
-    # paper 001's protocol: the best epoch chosen on the test images (optimistic, and labelled so)
-    optimistic = run(_cfg([*base, "select=best_on_test", "study=optimistic"]))
-    assert optimistic["selection"] == "best_on_test" and optimistic["split"]["n_val"] == 0
-    assert len(optimistic["metrics"]["val_history"]) == 2 and optimistic["best_epoch"] in (0, 1)
-
-
-def test_test_also_scores_extra_test_sets_at_the_end_of_the_job(tmp_path, monkeypatch):
-    """Paper 002: in- and out-of-distribution results from one command, written as eval.py writes them."""
-    from medtransfer.train.run import run
-
-    monkeypatch.setenv(settings.RUNS_ROOT, str(tmp_path / "runs"))
-    cfg = _cfg(["experiment=smoke", "logger=none", "eval_surface=false", "trainer.max_epochs=1",
-                "+dataset@test_also.other=synthetic", "test_also.other.data_seed=7", "test_also.other.n_images=20"])
-    record = run(cfg)
-    also = record["test_also"]["other"]
-    summary = json.loads((Path(cfg.run_dir) / "eval" / "synthetic-random_80_10_10" / "summary.json").read_text())
-    assert also["metrics"] == summary["metrics"] and also["dataset"] == "synthetic"
-    assert summary["ckpt"] == str(Path(record["checkpoints"]["best"]).resolve())
-    assert also["metrics"]["n_images"] == 2 and 0 <= also["metrics"]["dice_per_image"] <= 1  # 10% of 20
-    assert record["metrics"]["test"]["n_images"] != also["metrics"]["n_images"]  # another set than the ID test

@@ -1,3 +1,4 @@
+import itertools
 import math
 
 import pytest
@@ -71,7 +72,7 @@ def test_poly_decays_from_any_start_lr(lr):
     assert lrs[0] == pytest.approx(lr)
     assert lrs[50] == pytest.approx(lr * 0.5 ** 0.9)
     assert lrs[100] == pytest.approx(0.0, abs=1e-12)
-    assert all(a > b for a, b in zip(lrs[:100], lrs[1:100], strict=False))
+    assert all(a > b for a, b in itertools.pairwise(lrs[:100]))
 
 
 def test_poly_floor_at_or_above_the_start_is_refused():

@@ -68,9 +68,8 @@ def condition_extra(overrides: list[str] | None = None, _root_=None) -> str | No
     keep = []
     for o in overrides:
         key = o.split("=", 1)[0].lstrip("+~")
-        if key in CONDITION_AXES or key.startswith(tuple(k + "." for k in ("logger", "launcher", "hydra", "paths",
-                                                                          "test_also"))) \
-                or key.startswith("dataset@test_also."):
+        if key in CONDITION_AXES or key.startswith((*(k + "." for k in ("logger", "launcher", "hydra", "paths",
+                                                                         "test_also")), "dataset@test_also.")):
             continue
         if key in NOT_CONDITION:
             continue

@@ -92,7 +92,7 @@ class WindowedLossPlateau(ReduceLROnPlateau):
         super().__init__(optimizer, mode="min", factor=factor, patience=0, threshold=0.0)
         self.every, self.window_sum, self.window_n = int(every), 0.0, 0
 
-    def step(self, metrics, epoch=None):  # noqa: D102 - see the class docstring
+    def step(self, metrics, epoch=None):
         self.window_sum += float(metrics)
         self.window_n += 1
         if self.window_n >= self.every:

@@ -84,6 +84,19 @@ def grid_overrides(config: DictConfig) -> list[str]:
 
 
 class ValidateGridCallback(Callback):
+    def on_run_start(self, config: DictConfig, **kwargs) -> None:
+        """Hydra creates a single job's run directory before the job starts: an unwritable runs root would be
+        its traceback, so check it first (run() validates everything else)."""
+        from pathlib import Path
+
+        from medtransfer.train.validate import check_writable
+
+        try:
+            check_writable(Path(str(config.hydra.run.dir)), "run directory")
+        except MedTransferError as e:
+            print(f"error: {e}", file=sys.stderr)
+            raise SystemExit(2) from None
+
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
         n = validate_grid(config.hydra.job.config_name, grid_overrides(config))
         log.info("sweep validated: %d jobs", n)
