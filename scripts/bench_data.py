@@ -87,7 +87,7 @@ def bench_pipeline(dataset: str, size: int, batch: int, workers: int, cache_dir:
             n, s = _epoch(dm2)
             warm.append(n / s)
             log(f"[bench]   warm epoch {r + 1}: {n} images {s:.2f} s = {n / s:.1f} img/s")
-        entry = cache_mod.entry_dir(dm.name, size, cache_mod.cache_key(dm.name, size, dm.samples()))
+        entry = cache_mod.entry_dir(dm.name, size, cache_mod.cache_key(dm.name, size, dm.samples(), dm.decode))
     return {
         "dataset": dataset, "image_size": size, "batch_size": batch, "augment": augment, "num_workers": workers,
         "n_images": n_total, "n_train": n_cold, "cache_was_warm": existed,

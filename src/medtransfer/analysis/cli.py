@@ -57,15 +57,3 @@ def run(args) -> int:
         return 2
     print(f"[medtransfer] analyze: {len(res['layers'])} layers → {args.out}/analysis.md")
     return 0
-
-
-def main(argv=None) -> int:
-    """Standalone entry (`python -m medtransfer.analysis.cli ...`) until the console script wires it in."""
-    parser = argparse.ArgumentParser(prog="medtransfer")
-    add_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return args.func(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -175,26 +175,6 @@ def _binary(g: np.ndarray, path: str | Path) -> np.ndarray:
     )
 
 
-def image_size_of(path: str | Path) -> tuple[int, int]:
-    """(H, W) from the header only — for size checks without a full decode."""
-    path = Path(path)
-    try:
-        if path.suffix.lower() in (".tif", ".tiff"):
-            import tifffile
-
-            with tifffile.TiffFile(path) as tf:
-                shape = tf.pages[0].shape
-            if len(shape) == 3 and shape[0] in (3, 4) and shape[-1] not in (3, 4):
-                shape = shape[1:]
-            return int(shape[0]), int(shape[1])
-        from PIL import Image
-
-        with Image.open(path) as im:
-            return im.size[1], im.size[0]
-    except Exception as e:
-        raise DataError(f"{path}: cannot decode image ({type(e).__name__}: {_one_line(e)})") from e
-
-
 def check_same_size(image_path: Path, image_hw: tuple[int, int], mask_path: Path, mask_hw: tuple[int, int]):
     """A mask that does not cover its image exactly is a labelling error, never something to resize away."""
     if tuple(image_hw) != tuple(mask_hw):

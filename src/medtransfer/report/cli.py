@@ -70,15 +70,3 @@ def run(args) -> int:
     for w in res["warnings"]:
         print(f"warning: {w}", file=sys.stderr)
     return 0
-
-
-def main(argv=None) -> int:
-    """Standalone entry (`python -m medtransfer.report.cli ...`) until the console script wires it in."""
-    parser = argparse.ArgumentParser(prog="medtransfer")
-    add_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return args.func(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
