@@ -23,7 +23,8 @@ def err(cfg) -> str:
 def test_unknown_name_lists_valid_names():
     msg = err({"name": "kvasir"})
     assert "dataset.name" in msg and "'kvasir'" in msg
-    for name in ("cvc_clinicdb", "drive", "folder", "kvasir_seg", "synthetic"):
+    for name in ("breastmnist", "cvc_clinicdb", "drive", "folder", "kvasir_seg", "medmnist", "pneumoniamnist",
+                 "synthetic"):
         assert name in msg
 
 
@@ -86,7 +87,16 @@ def test_conf_files_match_registry_and_validate(tmp_path):
     assert {f.stem for f in files} == set(DATASETS)
     for f in files:
         cfg = OmegaConf.load(f)
-        assert cfg.name == f.stem and cfg.num_classes == 1 and "image_size" in cfg
+        spec = DATASETS[f.stem]
+        assert cfg.name == f.stem and "image_size" in cfg and cfg.split in spec.all_splits
+        # segmentation yamls leave `task` out; classification ones say it and repeat the registry's labels
+        assert cfg.get("task", "segmentation") == spec.task
+        if spec.task == "classification":
+            labels = list(spec.labels) if spec.labels is not None else None
+            assert "file" in cfg and cfg.label_kind == spec.label_kind and cfg.labels == labels
+            assert metrics_region(cfg) == "image"
+            continue
+        assert cfg.num_classes == 1
         if cfg.name == "synthetic":
             validate_dataset_cfg(cfg)  # a DictConfig is fine
         if cfg.name == "folder":
@@ -94,8 +104,6 @@ def test_conf_files_match_registry_and_validate(tmp_path):
             (tmp_path / "masks").mkdir()
             cfg.root = str(tmp_path)
             validate_dataset_cfg(cfg)
-        split = cfg.split
-        assert split in DATASETS[cfg.name].all_splits
         # DRIVE is scored inside its field of view, as its results are reported; the rest on every pixel
         assert metrics_region(cfg) == ("fov" if cfg.name == "drive" else "image")
 

@@ -1,6 +1,7 @@
-"""Fine-tuning strategies: after one optimisation step exactly the intended parameters changed; frozen norm
-layers stay in eval mode through Lightning's model.train() (BN statistics do not move); random_frozen keeps
-the random init bit-identical; last_n stages cover every backbone parameter of every encoder."""
+"""Fine-tuning strategies (segmentation models and classifiers): after one optimisation step exactly the
+intended parameters changed; frozen norm layers stay in eval mode through Lightning's model.train() (BN
+statistics do not move); random_frozen keeps the random init bit-identical; last_n stages cover every
+backbone parameter of every encoder."""
 
 import pytest
 import timm
@@ -146,3 +147,67 @@ def test_last_n_stages_cover_every_backbone_parameter_of_every_encoder():
         assert sorted(set(idx.values())) == list(range(len(stages[name]))), name  # no empty stage
     with pytest.raises(ConfigError, match=r"cover 2 backbone parameters zero or several times: \['fc.weight'"):
         stage_of(["conv1.weight", "fc.weight", "fc.bias"], [["conv1."]], "r18")
+
+
+# ----------------------------------------------------------------------------- classifiers (r18, 32 px)
+
+
+@pytest.fixture(scope="module")
+def fresh_clf():
+    from medtransfer.models import build_classifier
+
+    torch.manual_seed(0)
+    enc = OmegaConf.load(CONF / "encoder/r18.yaml")
+    proto = build_classifier(enc, num_outputs=3, image_size=32)
+    with torch.no_grad():  # as in `fresh`: let gradient reach every residual branch
+        for m in proto.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.weight.uniform_(0.5, 1.5)
+    state = {k: v.clone() for k, v in proto.state_dict().items()}
+
+    def make():
+        m = build_classifier(enc, num_outputs=3, image_size=32)
+        m.load_state_dict(state)
+        return m
+
+    return make
+
+
+@pytest.mark.parametrize("strategy,over,expect,pinned", [
+    ("full", {}, lambda n: True, 0),
+    ("discriminative", {}, lambda n: True, 0),
+    ("frozen", {}, lambda n: n.startswith("head."), 20),  # every BatchNorm of resnet18
+    ("random_frozen", {}, lambda n: n.startswith("head."), 20),
+    ("last_n", {"n": 1}, lambda n: n.startswith(("head.", "encoder.backbone.layer4.")), 15),  # layer4 has 5
+    ("linear", {}, lambda n: n.startswith("head."), 20),
+])
+def test_classifier_strategies_train_exactly_the_intended_parameters(fresh_clf, strategy, over, expect,
+                                                                     pinned):
+    model = fresh_clf()
+    scratch = {"source": "scratch", "tensors_loaded": 0}
+    rec = apply_finetune(model, _ft(strategy, **over), pretrain_record=scratch)
+    intended = {n for n, _ in model.named_parameters() if expect(n)}
+    assert {n for n, p in model.named_parameters() if p.requires_grad} == intended
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.5)
+    model.train()  # as Lightning does: pinned norm layers stay in eval
+    torch.nn.functional.cross_entropy(model(torch.randn(4, 3, 32, 32)), torch.tensor([0, 1, 2, 0])).backward()
+    opt.step()
+    assert _changed(model, before) == intended
+    sizes = {n: p.numel() for n, p in model.named_parameters()}
+    assert rec["trainable"] == sum(sizes[n] for n in intended)
+    assert rec["encoder_trainable"] == sum(sizes[n] for n in intended if n.startswith("encoder."))
+    bns = [m for m in model.encoder.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert sum(not m.training for m in bns) == rec["frozen_norm_layers"] == pinned
+
+
+def test_classifier_linear_probe_is_the_head_alone(fresh_clf):
+    model = fresh_clf()
+    rec = apply_finetune(model, _ft("linear"))
+    assert rec["trainable_module"] == "head"
+    assert rec["trainable"] == sum(p.numel() for p in model.head.parameters()) == 512 * 3 + 3
+    enc0 = _bn_stats(model.encoder)
+    model.train()
+    with torch.no_grad():
+        model(torch.randn(2, 3, 32, 32) * 3 + 1)
+    assert all(torch.equal(v, enc0[k]) for k, v in _bn_stats(model.encoder).items())  # BN statistics frozen

@@ -63,7 +63,7 @@ def test_native_size_scoring_measures_surface_distances_in_the_datasets_unit():
 
     from medtransfer.metrics import SegMetrics
     from medtransfer.train.module import score_at_native_size
-    from medtransfer.train.run import pixel_spacing, summarise_surface
+    from medtransfer.train.tasks import pixel_spacing, summarise_surface
 
     mask = torch.zeros(1, 1, 32, 32)
     mask[..., 8:20, 8:20] = 1

@@ -5,6 +5,18 @@ any, so this must be fast (no listing of thousands of files, no decoding) and mu
 that names the option and its valid choices — the house style of `medtransfer.errors`. The data fingerprint
 that names runs on user-given data (`data_fingerprint`) lives here for the same reason: it runs while Hydra
 resolves the run directory, from the config and a directory listing alone.
+
+Classification datasets (`classification.py`) have their own defaults (`CLS_DEFAULTS` plus the registered
+label facts) and their own file check (`ClassificationSpec.validate`); the split and number checks here are
+shared, because both tasks split with the same `splits.make_split`. What ``dataset.label_kind`` and
+``dataset.labels`` mean, and what null infers from the file (`resolve_labels`):
+
+* ``label_kind``: labels of shape (N, L>1) → ``multilabel``; (N, 1) with values in {0, 1} → ``binary``;
+  (N, 1) with a largest value > 1 → ``multiclass`` (classes 0..max).
+* ``labels`` (names): ``binary`` names its positive class only (label 1): one name; ``multiclass`` one name
+  per class value 0..C-1; ``multilabel`` one per column. Null → the values as strings: binary ``["1"]``,
+  otherwise ``["0", "1", ...]``.
+* Model outputs (``num_outputs``): binary 1, multilabel L, multiclass C.
 """
 
 from __future__ import annotations
@@ -13,12 +25,17 @@ import hashlib
 import json
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from medtransfer import settings
 from medtransfer.data.datasets import DATASETS, DatasetSpec, get_spec, resolve_root
 from medtransfer.data.readers import MASK_POLICIES
 from medtransfer.errors import ConfigError, choices_msg
+
+if TYPE_CHECKING:
+    from medtransfer.data.classification import FileFacts
 
 DEFAULTS = {
     "root": None,
@@ -33,6 +50,21 @@ DEFAULTS = {
     "metrics_in_fov": False,  # DRIVE: count validation/test pixels inside the field-of-view mask only
     "mask_foreground": "binary",  # how mask values map to foreground: binary | nonzero | [values] (readers)
     "jpeg_draft": False,  # true: reduced-scale JPEG decode before resizing (faster, not exact)
+}
+
+KINDS = ("binary", "multiclass", "multilabel")
+
+CLS_DEFAULTS = {
+    "file": None,  # null → the registered file under $MEDTRANSFER_DATA_ROOT (required for generic datasets)
+    "label_kind": None,  # null → inferred from the file (module docstring)
+    "labels": None,  # null → the label values as names
+    "split": None,  # null → the dataset's default split ("official": the file's own parts)
+    "split_seed": None,  # null → the run seed
+    "val_fraction": 0.1,  # only for splits without a val part (random_80_20, random_70_30)
+    "n_train": None,
+    "fold": None,
+    "folds": 5,
+    "folds_seed": 12345,
 }
 
 
@@ -51,11 +83,23 @@ def to_plain(cfg) -> dict:
 
 
 def dataset_options(dataset_cfg) -> dict:
-    """Plain dict with defaults filled in and the split name resolved (no validation)."""
-    cfg = {**DEFAULTS, **{k: v for k, v in to_plain(dataset_cfg).items()}}
-    if cfg.get("name") in DATASETS and cfg["split"] is None:
-        cfg["split"] = DATASETS[cfg["name"]].default_split
+    """Plain dict with the dataset's task defaults filled in, the split name and ``task`` resolved (no
+    validation; an explicit ``task`` is kept, for validation to compare with the registry's)."""
+    plain = to_plain(dataset_cfg)
+    spec = DATASETS.get(plain.get("name"))
+    defaults = spec.defaults if spec is not None and spec.task == "classification" else DEFAULTS
+    cfg = {**defaults, **plain}
+    if spec is not None:
+        cfg.setdefault("task", spec.task)
+        if cfg["split"] is None:
+            cfg["split"] = spec.default_split
     return cfg
+
+
+def dataset_task(dataset_cfg) -> str:
+    """"segmentation" or "classification": which DataModule, model head and metrics a config needs."""
+    name = to_plain(dataset_cfg).get("name")
+    return get_spec(name).task
 
 
 def _int_or_none(cfg: Mapping, key: str, lo: int, hi: int | None = None) -> None:
@@ -69,8 +113,9 @@ def _int_or_none(cfg: Mapping, key: str, lo: int, hi: int | None = None) -> None
 
 def metrics_region(dataset_cfg) -> str:
     """Where the overlap and surface metrics count pixels: "fov" (inside each image's field-of-view mask, as
-    DRIVE results are reported) or "image" (every pixel). Recorded in results.json beside the numbers."""
-    return "fov" if dataset_options(dataset_cfg)["metrics_in_fov"] else "image"
+    DRIVE results are reported) or "image" (every pixel; classification datasets too). Recorded in
+    results.json beside the numbers."""
+    return "fov" if dataset_options(dataset_cfg).get("metrics_in_fov") else "image"
 
 
 def is_split_file(split) -> bool:
@@ -78,12 +123,16 @@ def is_split_file(split) -> bool:
 
 
 def validate_dataset_cfg(dataset_cfg: Mapping) -> None:
-    """Name known, root present, split valid for this dataset, numbers sane; raises a one-line ConfigError."""
+    """Name known, root (or file) present, split valid for this dataset, numbers sane; raises a one-line
+    ConfigError. Classification datasets also get their file's labels checked against the config."""
     cfg = dataset_options(dataset_cfg)
     name = cfg.get("name")
     if name not in DATASETS:
         raise ConfigError(choices_msg("dataset.name", name, DATASETS))
     spec = get_spec(name)
+    if cfg["task"] != spec.task:
+        raise ConfigError(f"dataset.task={cfg['task']!r}: {name} is a {spec.task} dataset; valid choices: "
+                          f"{spec.task} (or leave it out)")
 
     split = cfg["split"]
     if is_split_file(split):
@@ -95,6 +144,15 @@ def validate_dataset_cfg(dataset_cfg: Mapping) -> None:
     vf = cfg["val_fraction"]
     if isinstance(vf, bool) or not isinstance(vf, (int, float)) or not 0.0 <= vf < 1.0:
         raise ConfigError(f"dataset.val_fraction={vf!r}: expected a number in [0, 1)")
+    _int_or_none(cfg, "n_train", 1)
+    _int_or_none(cfg, "folds", 2)
+    _int_or_none(cfg, "folds_seed", 0)
+    _int_or_none(cfg, "fold", 0, int(cfg["folds"]) - 1)
+    _int_or_none(cfg, "split_seed", 0)
+    _int_or_none(cfg, "image_size", 16, 4096)
+    if spec.task == "classification":
+        spec.validate(cfg)
+        return
     if cfg["num_classes"] != 1:
         raise ConfigError(
             f"dataset.num_classes={cfg['num_classes']!r}: only binary segmentation is supported; "
@@ -104,7 +162,7 @@ def validate_dataset_cfg(dataset_cfg: Mapping) -> None:
     if not isinstance(fov, bool):
         raise ConfigError(f"dataset.metrics_in_fov={fov!r}: expected true or false")
     if fov and not spec.has_fov:
-        with_fov = sorted(n for n, s in DATASETS.items() if s.has_fov)
+        with_fov = sorted(n for n, s in DATASETS.items() if s.task == "segmentation" and s.has_fov)
         raise ConfigError(f"dataset.metrics_in_fov=true: {name} has no field-of-view masks; "
                           f"datasets with them: {', '.join(with_fov)}")
     mf = cfg["mask_foreground"]
@@ -113,12 +171,6 @@ def validate_dataset_cfg(dataset_cfg: Mapping) -> None:
                           "mask values (integers >= 0, e.g. [1, 2])")
     if not isinstance(cfg["jpeg_draft"], bool):
         raise ConfigError(f"dataset.jpeg_draft={cfg['jpeg_draft']!r}: expected true or false")
-    _int_or_none(cfg, "n_train", 1)
-    _int_or_none(cfg, "folds", 2)
-    _int_or_none(cfg, "folds_seed", 0)
-    _int_or_none(cfg, "fold", 0, int(cfg["folds"]) - 1)
-    _int_or_none(cfg, "split_seed", 0)
-    _int_or_none(cfg, "image_size", 16, 4096)
     if spec.generated:
         _int_or_none(cfg, "n_images", 10, 1_000_000)
         _int_or_none(cfg, "native_size", 32, 2048)
@@ -151,6 +203,70 @@ def _value_list(v) -> bool:
             and all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in v))
 
 
+# ------------------------------------------------------------------------------ classification labels
+@dataclass(frozen=True)
+class LabelInfo:
+    kind: str
+    names: tuple[str, ...]
+
+    @property
+    def num_outputs(self) -> int:
+        return 1 if self.kind == "binary" else len(self.names)
+
+
+def dataset_labels(dataset_cfg) -> LabelInfo:
+    """The label kind, names and output count of a classification config, nulls resolved from its file.
+
+    Why: ``label_kind: null`` (``dataset=medmnist``) is only known once the file's labels are read, and the
+    loss and the model head must agree with it at config time; reads labels only (memoised), no images.
+    """
+    cfg = dataset_options(dataset_cfg)
+    spec = get_spec(cfg.get("name"))
+    if spec.task != "classification":
+        raise ConfigError(f"dataset {spec.name} is a {spec.task} dataset: it has no image labels")
+    return resolve_labels(cfg, spec.inspect(spec.locate(cfg)))
+
+
+def resolve_labels(cfg: Mapping, facts: FileFacts) -> LabelInfo:
+    """The config's label_kind/labels checked against the file's labels (nulls inferred: module docstring)."""
+    kind, names, f = cfg.get("label_kind"), cfg.get("labels"), facts.path
+    if kind is not None and kind not in KINDS:
+        raise ConfigError(f"{choices_msg('dataset.label_kind', kind, KINDS)} (or null: inferred from the "
+                          "file)")
+    if names is not None:
+        if (not isinstance(names, (list, tuple)) or not names
+                or not all(isinstance(n, (str, int)) and not isinstance(n, bool) for n in names)
+                or len({str(n) for n in names}) != len(names)):
+            raise ConfigError(f"dataset.labels={names!r}: expected null or a list of distinct class names")
+        names = tuple(str(n) for n in names)
+    width = facts.width
+    top = max((int(v.max()) for v in facts.labels.values() if v.size), default=0)
+    kind = kind or ("multilabel" if width > 1 else "binary" if top <= 1 else "multiclass")
+    if kind != "multilabel" and width != 1:
+        raise ConfigError(f"dataset.label_kind={kind}: {f} has {width} labels per image (labels "
+                          f"(N, {width})); valid choices: multilabel")
+    n_classes = 2 if kind != "multiclass" else len(names) if names is not None else top + 1
+    for part, values in facts.labels.items():
+        bad = values[(values < 0) | (values >= n_classes)]
+        if bad.size:
+            named = f", dataset.labels has {len(names)} names" if kind == "multiclass" and names else ""
+            raise ConfigError(f"{f}: {part}_labels holds label value {int(bad[0])}, out of range for a "
+                              f"{kind} dataset (valid: 0..{n_classes - 1}{named})")
+    if kind == "multiclass" and n_classes < 2:
+        raise ConfigError(f"dataset.label_kind=multiclass: {f} has one class (all labels 0); valid choices: "
+                          "binary")
+    expected = {"binary": 1, "multilabel": width, "multiclass": top + 1}[kind]
+    if names is None:
+        return LabelInfo(kind, ("1",) if kind == "binary" else tuple(str(i) for i in range(expected)))
+    if len(names) != expected:
+        what = {"binary": "a binary dataset names its positive class (label 1) only, e.g. [pneumonia]; or "
+                          "set dataset.label_kind=multiclass",
+                "multilabel": f"{f} has {width} label columns",
+                "multiclass": f"{f} has {expected} classes (labels 0..{top})"}[kind]
+        raise ConfigError(f"dataset.labels has {len(names)} names ({', '.join(names)}) but {what}")
+    return LabelInfo(kind, names)
+
+
 # ------------------------------------------------------------------------------------------ run identity
 def data_fingerprint(dataset_cfg) -> str | None:
     """8 hex naming the data of a config whose files are not the registered dataset at its registered place.
@@ -161,9 +277,10 @@ def data_fingerprint(dataset_cfg) -> str | None:
     same name: a second run would skip and report the first one's results. The fingerprint covers what
     makes them differ without decoding anything: the resolved root; the names and sizes of the files
     under its layout folders; the contents of the split scheme's list files there; and the contents of a
-    split file (``dataset.split=*.json``). The training config puts it into ``condition.extra`` as
-    ``data=<hex>`` (train/resolvers.py), so the run directory, results.json, W&B tags and report rows all
-    tell the runs apart.
+    split file (``dataset.split=*.json``); for a classification dataset, its file's path and size when
+    ``dataset.file`` is not the registered file (always, for ``dataset=medmnist``). The training config puts
+    it into ``condition.extra`` as ``data=<hex>`` (train/resolvers.py), so the run directory, results.json,
+    W&B tags and report rows all tell the runs apart.
 
     None — the condition exactly as before — for a registered dataset at its registered location
     (``$MEDTRANSFER_DATA_ROOT/<folder>``, named or not; synthetic data generated from its parameters) with a
@@ -178,6 +295,9 @@ def data_fingerprint(dataset_cfg) -> str | None:
     parts: dict = {}
     if is_split_file(cfg["split"]):
         parts["split_file"] = _digest(Path(cfg["split"]).expanduser())
+    if spec.task == "classification":
+        parts.update(spec.fingerprint_parts(cfg))
+        return _hex(parts)
     root = _user_root(spec, cfg)
     if root is not None:
         parts["root"] = str(root)
@@ -186,9 +306,11 @@ def data_fingerprint(dataset_cfg) -> str | None:
         scheme = spec.all_splits.get(cfg["split"])
         lists = (*getattr(scheme, "files", ()), *getattr(scheme, "record_files", ()))
         parts["lists"] = {rel: _digest(root / rel) for rel in lists}
-    if not parts:
-        return None
-    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:8]
+    return _hex(parts)
+
+
+def _hex(parts: dict) -> str | None:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:8] if parts else None
 
 
 def _user_root(spec: DatasetSpec, cfg: Mapping) -> Path | None:

@@ -78,11 +78,47 @@ def _worker_init(worker_id: int) -> None:
     """Each worker (and each epoch, unless persistent) gets its own augmentation stream, derived from
     the loader's seeded generator, so runs are reproducible and workers do not repeat each other."""
     info = get_worker_info()
-    ds = info.dataset
-    reseed(ds.transform, info.seed)
+    if info.dataset.transform is not None:  # a classification set without augmentation has none
+        reseed(info.dataset.transform, info.seed)
 
 
-class SegDataModule(L.LightningDataModule):
+class PartLoaders:
+    """train/val/test DataLoaders over ``self.datasets[part]``, shared by every task's DataModule: seeded
+    shuffling, worker seeding, and no trailing batch of one (BatchNorm in training mode fails on it). A
+    DataModule gives ``collate_fn()``, ``datasets``, ``split``, ``name`` and the loader settings."""
+
+    def _loader(self, part: str, shuffle: bool) -> DataLoader:
+        if not self.datasets:
+            raise RuntimeError("call setup() before asking for a dataloader")
+        ds = self.datasets[part]
+        if len(ds) == 0:
+            hint = " (set dataset.val_fraction > 0)" if part == "val" else ""
+            raise ConfigError(f"dataset.split={self.split.name!r} of {self.name} has no {part} images{hint}")
+        drop_last = shuffle and len(ds) % self.batch_size == 1 and len(ds) > 1
+        return DataLoader(
+            ds,
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            collate_fn=self.collate_fn(),
+            pin_memory=self.pin_memory,
+            drop_last=drop_last,
+            persistent_workers=self.persistent_workers,
+            worker_init_fn=_worker_init if self.num_workers > 0 else None,
+            generator=torch.Generator().manual_seed(self.seed) if shuffle else None,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
+
+
+class SegDataModule(PartLoaders, L.LightningDataModule):
     def __init__(
         self,
         dataset_cfg: Mapping,
@@ -103,6 +139,9 @@ class SegDataModule(L.LightningDataModule):
         validate_dataset_cfg(dataset_cfg)
         self.cfg = dataset_options(dataset_cfg)
         self.spec = get_spec(self.cfg["name"])
+        if self.spec.task != "segmentation":
+            raise ConfigError(f"dataset={self.cfg['name']} is a {self.spec.task} dataset: it has no masks to "
+                              "segment (its DataModule is ClsDataModule)")
         try:
             ok = (
                 not isinstance(image_size, bool)
@@ -237,34 +276,6 @@ class SegDataModule(L.LightningDataModule):
             ),
         }
 
-    # ---------------------------------------------------------------------------------------- loaders
-    def _loader(self, part: str, shuffle: bool) -> DataLoader:
-        if not self.datasets:
-            raise RuntimeError("call setup() before asking for a dataloader")
-        ds = self.datasets[part]
-        if len(ds) == 0:
-            hint = " (set dataset.val_fraction > 0)" if part == "val" else ""
-            raise ConfigError(f"dataset.split={self.split.name!r} of {self.name} has no {part} images{hint}")
-        # drop a trailing batch of exactly one: BatchNorm on 1x1 maps (ASPP pooling) fails on it
-        drop_last = shuffle and len(ds) % self.batch_size == 1 and len(ds) > 1
-        return DataLoader(
-            ds,
-            batch_size=self.batch_size,
-            shuffle=shuffle,
-            num_workers=self.num_workers,
-            collate_fn=collate,
-            pin_memory=self.pin_memory,
-            drop_last=drop_last,
-            persistent_workers=self.persistent_workers,
-            worker_init_fn=_worker_init if self.num_workers > 0 else None,
-            generator=torch.Generator().manual_seed(self.seed) if shuffle else None,
-        )
+    def collate_fn(self):
+        return collate
 
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)

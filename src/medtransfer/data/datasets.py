@@ -7,6 +7,11 @@ cache.
 
 Every listing returns `Sample`s sorted by id and refuses half pairs: an image without its mask (or the
 reverse) is a `DataError` naming the file, found before any compute.
+
+Classification datasets (`classification.ClassificationSpec`, one labelled file such as a MedMNIST .npz)
+share this registry, so a name is unique across tasks and every "unknown dataset" error lists them all;
+each spec says its ``task`` ("segmentation" here), which is how validation and the training code tell
+them apart.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from medtransfer import settings
 from medtransfer.data.readers import IMAGE_EXTS
@@ -28,6 +34,9 @@ from medtransfer.data.splits import (
     read_sequences_csv,
 )
 from medtransfer.errors import ConfigError, DataError, choices_msg
+
+if TYPE_CHECKING:
+    from medtransfer.data.classification import ClassificationSpec
 
 
 @dataclass(frozen=True)
@@ -56,6 +65,7 @@ class DatasetSpec:
     # sample groups are video sequences (near-duplicate frames): k-fold CV keeps each group in one fold
     fold_by_group: bool = False
     description: str = ""
+    task: str = "segmentation"
 
     @property
     def all_splits(self) -> dict[str, object]:
@@ -66,22 +76,26 @@ class DatasetSpec:
         return self.fov_pattern is not None
 
 
-DATASETS: dict[str, DatasetSpec] = {}
+DATASETS: dict[str, DatasetSpec | ClassificationSpec] = {}
+
+
+def add_spec(spec: DatasetSpec | ClassificationSpec) -> None:
+    if spec.name in DATASETS:
+        raise ValueError(f"dataset {spec.name!r} registered twice")
+    DATASETS[spec.name] = spec
 
 
 def register_dataset(name: str, **facts):
     """Decorator: ``@register_dataset("x", folder=..., ...)`` over ``list_samples(root, cfg)``."""
 
     def deco(fn):
-        if name in DATASETS:
-            raise ValueError(f"dataset {name!r} registered twice")
-        DATASETS[name] = DatasetSpec(name=name, list_samples=fn, **facts)
+        add_spec(DatasetSpec(name=name, list_samples=fn, **facts))
         return fn
 
     return deco
 
 
-def get_spec(name: str) -> DatasetSpec:
+def get_spec(name: str) -> DatasetSpec | ClassificationSpec:
     if name not in DATASETS:
         raise ConfigError(choices_msg("dataset.name", name, DATASETS))
     return DATASETS[name]

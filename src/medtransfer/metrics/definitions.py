@@ -69,3 +69,44 @@ METRIC_DOCS: dict[str, str] = {
     "n_surface_pred_empty": "images with an empty prediction but non-empty target (hd95 = assd = diagonal)",
     "n_surface_target_empty": "images with an empty target but non-empty prediction (hd95 = assd = diagonal)",
 }
+
+#: Classification (``ClsMetrics``): what happens to a label whose value is undefined. Why NaN and leave it out
+#: rather than score it: a label without positives in a test split has no ROC curve, and scoring it 0.0 and
+#: keeping it in the mean (torchmetrics 1.9.0) reports a mean AUC no paper's scikit-learn protocol produces.
+CLS_NAN_POLICY = (
+    "a label's value with a zero denominator is NaN (AUROC: no positive or no negative among the label's "
+    "evaluated cases; sensitivity: no positives; specificity: no negatives; F1: no positives and no "
+    "predicted positives; accuracy: no evaluated cases; balanced accuracy: sensitivity or specificity NaN) "
+    "and is left out of the macro mean; NaN when no label has a value"
+)
+
+#: Every key ``ClsMetrics.compute`` returns. "Label" is one of the task's labels: the one label (binary), each
+#: of the L labels (multilabel; cases whose target is -1 for a label are left out of that label only), or
+#: each class one-vs-rest (multiclass). Binary/multilabel predict positive iff probability >= THRESHOLD (0.5,
+#: inclusive); multiclass predicts the argmax class (the first among equal maxima).
+CLS_METRIC_DOCS: dict[str, str] = {
+    "auroc": "macro mean over labels (multiclass: one-vs-rest per class on that class's softmax probability) "
+    "of each label's ROC AUC (= sklearn.metrics.roc_auc_score: Mann-Whitney U / (n_pos*n_neg), ties 1/2); "
+    "labels without both a positive and a negative case are NaN and left out (n_labels_auroc counts those "
+    "kept); all left out -> NaN",
+    "auroc/<label>": "ROC AUC of one label (multiclass: one class vs the rest) over its non-ignored cases; "
+    "NaN without both a positive and a negative case",
+    "accuracy": "binary/multilabel: macro mean over labels of (TP+TN)/(TP+FP+FN+TN) at probability >= 0.5 "
+    "over the label's non-ignored cases (not scikit-learn's multilabel subset accuracy); multiclass: top-1 "
+    "accuracy, fraction of cases whose argmax class is the target",
+    "balanced_accuracy": "binary/multilabel: macro mean over labels of (sensitivity+specificity)/2 at "
+    "probability >= 0.5 (NaN for a label where either is NaN); multiclass: mean over classes of recall "
+    "(classes without cases left out, = sklearn balanced_accuracy_score; equals sensitivity)",
+    "f1": "macro mean over labels (multiclass: classes one-vs-rest from the argmax) of 2TP/(2TP+FP+FN) at "
+    "probability >= 0.5; 0/0 -> NaN, left out (sklearn f1_score(average='macro', zero_division=nan))",
+    "sensitivity": "macro mean over labels (multiclass: classes one-vs-rest from the argmax) of recall "
+    "TP/(TP+FN) at probability >= 0.5; a label without positives is NaN, left out",
+    "specificity": "macro mean over labels (multiclass: classes one-vs-rest from the argmax) of TN/(TN+FP) "
+    "at probability >= 0.5; a label without negatives is NaN, left out",
+    "n_cases": "number of cases (images) evaluated, ignored entries included",
+    "n_labels_auroc": "number of labels (multiclass: classes) whose AUROC entered the auroc mean",
+}
+
+# "accuracy" already names the segmentation per-image pixel accuracy above; ClsMetrics' accuracy is
+# CLS_METRIC_DOCS["accuracy"]. Every other classification key is added to the one table.
+METRIC_DOCS.update({k: v for k, v in CLS_METRIC_DOCS.items() if k != "accuracy"})

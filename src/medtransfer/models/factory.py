@@ -301,9 +301,12 @@ def available_encoders() -> tuple[str, ...]:
     return _available("encoder")
 
 
+NO_DECODER = "none"  # conf/decoder/none.yaml: a classifier's head settings, not a segmentation decoder
+
+
 def available_decoders() -> tuple[str, ...]:
-    """Decoder config names (``conf/decoder/*.yaml`` stems)."""
-    return _available("decoder")
+    """Segmentation decoder config names (``conf/decoder/*.yaml`` stems, without ``none``)."""
+    return tuple(n for n in _available("decoder") if n != NO_DECODER)
 
 
 def _name(cfg: Mapping, what: str) -> Any:

@@ -81,12 +81,16 @@ def _encoder_name(model) -> str | None:
     return getattr(model, "encoder_name", None) or getattr(getattr(model.encoder, "spec", None), "name", None)
 
 
-def _classifier(model) -> nn.Conv2d:
-    """The final classifier conv: the last Conv2d registered outside the encoder (smp/ours put the head last)."""
+def _classifier(model) -> tuple[str, nn.Module]:
+    """The final classifier: a classification model's ``head`` (its Linear), else the last Conv2d registered
+    outside the encoder (smp/ours put the segmentation head last)."""
+    if isinstance(getattr(model, "head", None), nn.Linear):
+        return "head", model.head
     enc = {id(m) for m in model.encoder.modules()}
     convs = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Conv2d) and id(m) not in enc]
     if not convs:
-        raise ConfigError("finetune=linear: the model has no Conv2d outside the encoder to train")
+        raise ConfigError("finetune=linear: the model has no Linear head nor a Conv2d outside the encoder "
+                          "to train")
     return convs[-1]
 
 

@@ -39,6 +39,9 @@ def load_checkpoint(path: str | Path):
     if not train_cfg:
         raise ConfigError(f"ckpt={path}: not a medtransfer checkpoint (no hyper_parameters.cfg)")
     train_cfg = OmegaConf.create(train_cfg)
+    if str(train_cfg.dataset.get("task") or "segmentation") != "segmentation":
+        raise ConfigError(f"ckpt={path}: a {train_cfg.dataset.task} checkpoint; eval.py and analyze evaluate "
+                          "segmentation checkpoints (classification checkpoints are tested inside their job)")
     applied = (ckpt.get("hyper_parameters") or {}).get("normalisation")
     if applied:  # what the run applied wins over what its source config would resolve to today
         train_cfg.pretrain.mean, train_cfg.pretrain.std = applied["mean"], applied["std"]
@@ -60,7 +63,8 @@ def evaluate(cfg: DictConfig) -> dict:
     from medtransfer.metrics import SegMetrics
     from medtransfer.pretrain import normalisation
     from medtransfer.train.module import score_at_native_size
-    from medtransfer.train.run import _per_image_csv, pixel_spacing, summarise_surface
+    from medtransfer.train.run import write_csv_atomic
+    from medtransfer.train.tasks import merge_rows, pixel_spacing, summarise_surface
 
     model, train_cfg = load_checkpoint(cfg.ckpt)
     dataset_cfg = OmegaConf.to_container(cfg.dataset if cfg.get("dataset") else train_cfg.dataset, resolve=True)
@@ -104,7 +108,7 @@ def evaluate(cfg: DictConfig) -> dict:
     record = {"ckpt": str(ckpt), "dataset": dataset_cfg["name"], "split": dataset_cfg["split"],
               "trained_on": train_cfg.dataset.name, "condition": OmegaConf.to_container(train_cfg.condition),
               "seed": seed, "metrics": summary, "metrics_region": region, "split_detail": dm.split.to_dict()}
-    _per_image_csv(out_dir / "per_image.csv", metrics.per_image(), surface)
+    write_csv_atomic(out_dir / "per_image.csv", merge_rows(metrics.per_image(), surface))
     write_json_atomic(out_dir / "summary.json", record)
     print(f"[medtransfer] eval {dataset_cfg['name']}/{dataset_cfg['split']}: dice_per_image="
           f"{summary['dice_per_image']:.4f} → {out_dir}")

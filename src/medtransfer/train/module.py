@@ -1,7 +1,5 @@
-"""The LightningModule for binary segmentation: loss, param groups, schedule, metrics.
-
-Task-specific parts (loss, metrics, how a prediction meets the native-resolution mask) live here, so a
-classification task (paper 004) is another module next to this one, not a branch inside it.
+"""The LightningModules: a task-agnostic base (training step, param groups, schedule, resume state) and binary
+segmentation (its metrics and native-size scoring); classification is train/classification.py.
 """
 
 from __future__ import annotations
@@ -54,29 +52,33 @@ def gather_rows(rows: list[dict]) -> list[dict]:
     return list({r["id"]: r for part in parts for r in part}.values())
 
 
-class SegmentationModule(L.LightningModule):
+def monitor_mode(monitor: str) -> str:
+    """"min" for a loss, else "max": what "better" means for the checkpoint, early stopping and plateau."""
+    return "min" if monitor.rsplit("/", 1)[-1].endswith("loss") else "max"
+
+
+class TaskModule(L.LightningModule):
+    """What every task's LightningModule shares: the training step on `target(batch)`, encoder/decoder (or
+    head) parameter groups with the encoder LR factor, the schedule, throughput counters, and the state a
+    resumed fit must restore. A task subclass adds its metrics and how a case is scored."""
+
     def __init__(self, model: torch.nn.Module, loss: torch.nn.Module, optimizer: Callable, schedule: Callable,
-                 encoder_lr_factor: float = 1.0, threshold: float = 0.5, monitor: str = "val/dice_per_image",
-                 eval_surface: bool = False, cfg: dict | None = None, channels_last: bool = False,
-                 metrics_in_fov: bool = False, spacing: tuple[float, float] | None = None,
-                 normalisation: dict | None = None):
+                 encoder_lr_factor: float = 1.0, monitor: str = "val/dice_per_image", cfg: dict | None = None,
+                 channels_last: bool = False, normalisation: dict | None = None):
         super().__init__()
         # the resolved config travels inside every checkpoint: eval.py rebuilds the model from it, and feeds
         # it the mean/std this run applied (whatever the source's defaults become later)
         self.save_hyperparameters({"cfg": cfg or {}, "normalisation": normalisation})
         self.model, self.loss = model, loss
         self.optimizer_factory, self.schedule_factory = optimizer, schedule
-        self.encoder_lr_factor, self.threshold, self.monitor = encoder_lr_factor, threshold, monitor
-        self.eval_surface = eval_surface
-        self.metrics_in_fov = metrics_in_fov  # validation and test count inside the batch's FOV masks
-        self.spacing = spacing  # native pixel size in mm for HD95/ASSD (None: pixels)
+        self.encoder_lr_factor, self.monitor = encoder_lr_factor, monitor
         self.channels_last = channels_last
-        self.val_metrics = SegMetrics(threshold=threshold)
-        self.test_metrics = SegMetrics(threshold=threshold)
         self.val_history: list[dict] = []  # per-epoch validation metrics (convergence, learning curves)
-        self.test_surface: list[dict] = []
         self._train_images = 0
         self._train_time = 0.0
+
+    def target(self, batch: dict) -> torch.Tensor:
+        raise NotImplementedError
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.channels_last:
@@ -89,7 +91,7 @@ class SegmentationModule(L.LightningModule):
 
     def training_step(self, batch, batch_idx):
         logits = self(batch["image"])
-        loss = self.loss(logits, batch["mask"])
+        loss = self.loss(logits, self.target(batch))
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(batch["image"]))
         return loss
 
@@ -97,31 +99,10 @@ class SegmentationModule(L.LightningModule):
         self._train_time += time.perf_counter() - self._t0
         self._train_images += len(batch["image"])
 
-    # ---- validation -----------------------------------------------------------------------------------
-    def validation_step(self, batch, batch_idx):
-        logits = self(batch["image"])
-        self.log("val/loss", self.loss(logits, batch["mask"]), on_epoch=True, batch_size=len(batch["image"]))
-        self.val_metrics.update(torch.sigmoid(logits.float()), batch["mask"], batch.get("id"),
-                                valid=batch["fov"] if self.metrics_in_fov else None)
-
-    def on_validation_epoch_end(self):
-        values = self.val_metrics.compute()
-        self.val_metrics.reset()
-        scalars = {f"val/{k}": float(v) for k, v in values.items() if not k.startswith("n_")}
+    def record_val_epoch(self, scalars: dict[str, float]) -> None:
         self.log_dict(scalars, prog_bar=False)
-        self.log("val/dice", scalars["val/dice_per_image"], prog_bar=True)
         if not self.trainer.sanity_checking:
             self.val_history.append({"epoch": self.current_epoch, **{k[4:]: v for k, v in scalars.items()}})
-
-    # ---- test at native mask resolution ---------------------------------------------------------------
-    def test_step(self, batch, batch_idx):
-        score_at_native_size(self(batch["image"]), batch, self.test_metrics, self.threshold,
-                             self.test_surface if self.eval_surface else None, self.metrics_in_fov, self.spacing)
-
-    def on_test_epoch_end(self):
-        self.test_surface = gather_rows(self.test_surface)
-        values = self.test_metrics.compute()
-        self.log_dict({f"test/{k}": float(v) for k, v in values.items()})
 
     # ---- optimisation ---------------------------------------------------------------------------------
     def configure_optimizers(self):
@@ -138,7 +119,7 @@ class SegmentationModule(L.LightningModule):
             param_groups.append(group)
         optimizer = self.optimizer_factory(param_groups)
         sched = self.schedule_factory(optimizer, total_steps=max(1, int(self.trainer.estimated_stepping_batches)),
-                                      monitor=self.monitor)
+                                      monitor=self.monitor, mode=monitor_mode(self.monitor))
         return {"optimizer": optimizer, "lr_scheduler": sched}
 
     # ---- resume: what results.json is built from must survive a restart from last.ckpt ---------------
@@ -159,3 +140,46 @@ class SegmentationModule(L.LightningModule):
     @property
     def train_images_per_second(self) -> float | None:
         return self._train_images / self._train_time if self._train_time else None
+
+
+class SegmentationModule(TaskModule):
+    def __init__(self, model: torch.nn.Module, loss: torch.nn.Module, optimizer: Callable, schedule: Callable,
+                 encoder_lr_factor: float = 1.0, threshold: float = 0.5, monitor: str = "val/dice_per_image",
+                 eval_surface: bool = False, cfg: dict | None = None, channels_last: bool = False,
+                 metrics_in_fov: bool = False, spacing: tuple[float, float] | None = None,
+                 normalisation: dict | None = None):
+        super().__init__(model, loss, optimizer, schedule, encoder_lr_factor=encoder_lr_factor, monitor=monitor,
+                         cfg=cfg, channels_last=channels_last, normalisation=normalisation)
+        self.threshold, self.eval_surface = threshold, eval_surface
+        self.metrics_in_fov = metrics_in_fov  # validation and test count inside the batch's FOV masks
+        self.spacing = spacing  # native pixel size in mm for HD95/ASSD (None: pixels)
+        self.val_metrics = SegMetrics(threshold=threshold)
+        self.test_metrics = SegMetrics(threshold=threshold)
+        self.test_surface: list[dict] = []
+
+    def target(self, batch: dict) -> torch.Tensor:
+        return batch["mask"]
+
+    # ---- validation -----------------------------------------------------------------------------------
+    def validation_step(self, batch, batch_idx):
+        logits = self(batch["image"])
+        self.log("val/loss", self.loss(logits, batch["mask"]), on_epoch=True, batch_size=len(batch["image"]))
+        self.val_metrics.update(torch.sigmoid(logits.float()), batch["mask"], batch.get("id"),
+                                valid=batch["fov"] if self.metrics_in_fov else None)
+
+    def on_validation_epoch_end(self):
+        values = self.val_metrics.compute()
+        self.val_metrics.reset()
+        scalars = {f"val/{k}": float(v) for k, v in values.items() if not k.startswith("n_")}
+        self.record_val_epoch(scalars)
+        self.log("val/dice", scalars["val/dice_per_image"], prog_bar=True)
+
+    # ---- test at native mask resolution ---------------------------------------------------------------
+    def test_step(self, batch, batch_idx):
+        score_at_native_size(self(batch["image"]), batch, self.test_metrics, self.threshold,
+                             self.test_surface if self.eval_surface else None, self.metrics_in_fov, self.spacing)
+
+    def on_test_epoch_end(self):
+        self.test_surface = gather_rows(self.test_surface)
+        values = self.test_metrics.compute()
+        self.log_dict({f"test/{k}": float(v) for k, v in values.items()})

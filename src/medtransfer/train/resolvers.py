@@ -18,17 +18,18 @@ from medtransfer import settings
 # would need quoting.
 SLUG_KEYS = {"encoder": "enc", "decoder": "dec", "pretrain": "pre", "finetune": "ft", "dataset": "ds",
              "n_train": "n", "fold": "fold", "extra": "x"}
-OPTIONAL_KEYS = {"fold", "extra"}
+OPTIONAL_KEYS = {"fold", "extra", "decoder"}
 MAX_SLUG = 160  # left out of the slug when null
 
 # Command-line overrides that do not change what is being measured: they never enter the condition.
 # Everything else a user overrides (optimizer.lr=..., image_size=..., augment=...) does, so `-m optimizer.lr=a,b`
 # gives two conditions, two run directories and two report rows instead of one directory the second job skips.
-# (`impossible_cells` and `test_also` change what else a sweep records, not what a run trains or tests on.)
+# (`impossible_cells` and `test_also` change what else a sweep records, not what a run trains or tests on;
+# `dataset.root` and `dataset.file` enter as the data fingerprint `data=<hex>` instead of as a path.)
 NOT_CONDITION = ("seed", "study", "experiment", "logger", "launcher", "hydra", "paths", "num_workers", "force",
-                 "eval_surface", "keep_last_ckpt", "impossible_cells", "test_also", "dataset.root", "trainer",
-                 "trainer.accelerator", "trainer.devices", "trainer.strategy", "trainer.enable_progress_bar",
-                 "trainer.log_every_n_steps", "trainer.num_nodes")
+                 "eval_surface", "keep_last_ckpt", "impossible_cells", "test_also", "dataset.root", "dataset.file",
+                 "trainer", "trainer.accelerator", "trainer.devices", "trainer.strategy",
+                 "trainer.enable_progress_bar", "trainer.log_every_n_steps", "trainer.num_nodes")
 CONDITION_AXES = ("encoder", "decoder", "pretrain", "finetune", "dataset", "dataset.n_train", "dataset.fold")
 
 
@@ -104,6 +105,18 @@ def _setting(name: str, default: str = "") -> str:
     return "" if path is None else str(path)
 
 
+def default_monitor(task: str) -> str:
+    """The task's first monitor (segmentation: val/dice_per_image; classification: val/auroc)."""
+    from medtransfer.train.tasks import TASKS
+
+    return TASKS[task].monitors[0] if task in TASKS else "val/dice_per_image"
+
+
+def axis(value):
+    """A condition axis a task does not have (the decoder of a classifier, `none`) is null: no slug part."""
+    return None if value in (None, "none") else value
+
+
 def register() -> None:
     for name, fn in {
         "mt.slug": condition_slug,
@@ -111,6 +124,8 @@ def register() -> None:
         "mt.project_root": lambda: str(settings.PROJECT_ROOT),
         "mt.auto_workers": auto_workers,
         "mt.extra": condition_extra,
+        "mt.default_monitor": default_monitor,
+        "mt.axis": axis,
     }.items():
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, fn)

@@ -83,32 +83,17 @@ def _finish_wandb() -> None:
             wandb.finish()
 
 
-def _per_image_csv(path: Path, rows: list[dict], surface: list[dict]) -> None:
-    by_id = {s["id"]: s for s in surface}
-    merged = [{**r, **{k: v for k, v in by_id.get(r.get("id"), {}).items() if k != "id"}} for r in rows]
-    if not merged:
+def write_csv_atomic(path: Path, rows: list[dict]) -> None:
+    """Per-case rows (columns: the union of the rows' keys, in first-seen order) → CSV, via a temp file."""
+    if not rows:
         return
-    fields = list(dict.fromkeys(k for r in merged for k in r))
+    fields = list(dict.fromkeys(k for r in rows for k in r))
     tmp = path.with_suffix(".tmp")
     with open(tmp, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=fields)
         w.writeheader()
-        w.writerows(merged)
+        w.writerows(rows)
     tmp.replace(path)
-
-
-def pixel_spacing(dataset_cfg) -> tuple[float, float] | None:
-    """The dataset's native (row, column) pixel size in mm (`dataset.pixel_spacing`), None when unknown."""
-    spacing = dataset_cfg.get("pixel_spacing") if hasattr(dataset_cfg, "get") else None
-    return None if spacing is None else (float(spacing[0]), float(spacing[1]))
-
-
-def summarise_surface(surface: list[dict], spacing: tuple[float, float] | None = None) -> dict:
-    from medtransfer.metrics import aggregate_surface
-
-    agg = aggregate_surface(surface, spacing=spacing)
-    agg.pop("n_images")
-    return agg
 
 
 def _intact(ckpt: Path) -> bool:
@@ -276,26 +261,22 @@ def _fit_and_test(cfg: DictConfig, cfg_dict: dict, run_dir: Path) -> dict:
     import torch
     from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
 
-    from medtransfer.data import SegDataModule, metrics_region
-    from medtransfer.models import build_model, count_parameters
+    from medtransfer.models import count_parameters
     from medtransfer.pretrain import apply_finetune, load_pretrained, resolve_normalisation
-    from medtransfer.train.module import SegmentationModule
+    from medtransfer.train.module import monitor_mode
+    from medtransfer.train.tasks import task_for
 
+    task = task_for(cfg)
     L.seed_everything(int(cfg.seed), workers=True)
     trainer_kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
     opts = {k: trainer_kwargs.pop(k, None) for k in OWN_TRAINER_OPTIONS}
     cuda = str(trainer_kwargs.get("accelerator")) in {"gpu", "cuda"} or (
         trainer_kwargs.get("accelerator") == "auto" and _cuda_available())
     mean, std, norm_origin = resolve_normalisation(cfg.pretrain, cfg.encoder.name)
-    region = metrics_region(cfg.dataset)
     workers = int(cfg.num_workers)
-    dm = SegDataModule(cfg.dataset, image_size=int(cfg.image_size), augment=cfg.augment,
-                       batch_size=int(cfg.batch_size), num_workers=workers, seed=int(cfg.seed),
-                       mean=mean, std=std, pin_memory=bool(opts["pin_memory"]) and cuda,
-                       persistent_workers=bool(opts["pin_memory"]) and workers > 0,
-                       train_crop=cfg.get("train_crop"), val_on_test=cfg.get("select") == "best_on_test")
-    model = build_model(cfg.encoder, cfg.decoder, num_classes=int(cfg.dataset.num_classes),
-                        image_size=int(cfg.image_size))
+    dm = task.datamodule(cfg, mean, std, pin_memory=bool(opts["pin_memory"]) and cuda,
+                         persistent_workers=bool(opts["pin_memory"]) and workers > 0)
+    model = task.build_model(cfg, dm)
     pretrain_record = load_pretrained(model, cfg.pretrain, cfg.encoder.name)
     finetune_record = apply_finetune(model, cfg.finetune, pretrain_record)
     channels_last = opts["channels_last"] == "auto" and cuda and cfg.encoder.get("family") == "cnn" or \
@@ -309,13 +290,13 @@ def _fit_and_test(cfg: DictConfig, cfg_dict: dict, run_dir: Path) -> dict:
         trainer_kwargs["sync_batchnorm"] = False
     if str(trainer_kwargs.get("strategy", "")) == "ddp" and cfg.encoder.get("unused_params"):
         trainer_kwargs["strategy"] = "ddp_find_unused_parameters_true"  # HRNet/ConvNeXt: see unused_params
-    module = SegmentationModule(
-        model=model, channels_last=channels_last, loss=hydra.utils.instantiate(cfg.loss), optimizer=hydra.utils.instantiate(cfg.optimizer),
-        schedule=hydra.utils.instantiate(cfg.schedule), encoder_lr_factor=float(cfg.encoder_lr_factor),
-        threshold=float(cfg.threshold), monitor=cfg.monitor, eval_surface=bool(cfg.eval_surface), cfg=cfg_dict,
-        metrics_in_fov=region == "fov", spacing=pixel_spacing(cfg.dataset),
-        normalisation={"mean": mean, "std": std, "origin": norm_origin},
-    )
+    normalisation = {"mean": mean, "std": std, "origin": norm_origin}
+    module = task.module(
+        cfg, model, dm, channels_last=channels_last, loss=hydra.utils.instantiate(cfg.loss),
+        optimizer=hydra.utils.instantiate(cfg.optimizer), schedule=hydra.utils.instantiate(cfg.schedule),
+        encoder_lr_factor=float(cfg.encoder_lr_factor), monitor=cfg.monitor, cfg=cfg_dict,
+        normalisation=normalisation)
+    mode = monitor_mode(cfg.monitor)
     ckpt_dir = run_dir / "checkpoints"
     # best.ckpt is only ever read for its weights (test, eval.py, analyze): no optimizer state, a third the
     # size of last.ckpt with Adam (make bench: the save is part of every job's end-of-epoch cost)
@@ -326,7 +307,7 @@ def _fit_and_test(cfg: DictConfig, cfg_dict: dict, run_dir: Path) -> dict:
     if not has_val:
         trainer_kwargs["limit_val_batches"] = 0
     ckpt = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=None if select == "last" else cfg.monitor,
-                           mode="max", save_weights_only=True, auto_insert_metric_name=False,
+                           mode=mode, save_weights_only=True, auto_insert_metric_name=False,
                            enable_version_counter=False)
     # last.ckpt every epoch, its own callback: Lightning's save_last=True only writes it when the monitored
     # checkpoint improved, so a resume would replay every epoch since the best one
@@ -335,7 +316,7 @@ def _fit_and_test(cfg: DictConfig, cfg_dict: dict, run_dir: Path) -> dict:
     callbacks = [ckpt, last_ckpt]
     patience = opts["early_stopping_patience"]
     if patience:
-        callbacks.append(EarlyStopping(monitor=cfg.monitor, mode="max", patience=int(patience)))
+        callbacks.append(EarlyStopping(monitor=cfg.monitor, mode=mode, patience=int(patience)))
     loggers = _loggers(cfg, run_dir, cfg_dict)
     if loggers:  # the LR actually used, per parameter group and step (lr-<Optimizer>/<group>): a flat schedule shows
         callbacks.append(LearningRateMonitor(logging_interval="step"))
@@ -352,22 +333,22 @@ def _fit_and_test(cfg: DictConfig, cfg_dict: dict, run_dir: Path) -> dict:
     best_path = ckpt.best_model_path or (str(last) if last.is_file() else None)
     trainer.test(module, datamodule=dm, ckpt_path=best_path, verbose=False)
 
-    test = module.test_metrics.compute()
-    test = {k: (int(v) if k.startswith("n_") else float(v)) for k, v in test.items()}
-    if cfg.eval_surface:
-        test.update(summarise_surface(module.test_surface, pixel_spacing(cfg.dataset)))
-    per_image = module.test_metrics.per_image()  # a collective under DDP: every rank calls it
+    test, per_case = task.test_results(cfg, module)  # a collective under DDP: every rank calls it
     also = {}
     if trainer.is_global_zero:
-        _per_image_csv(run_dir / "test_per_image.csv", per_image, module.test_surface)
+        write_csv_atomic(run_dir / "test_per_image.csv", per_case)
         if cfg.get("test_also"):
             from medtransfer.train.evaluate import evaluate_also
 
             also = evaluate_also(cfg, best_path)
 
+    # the best epoch by the monitor; convergence on it when higher is better, else on the task's metric
     key = cfg.monitor.split("/", 1)[1]
     history = module.val_history
-    best = max(history, key=lambda h: h.get(key, float("-inf"))) if history else {}
+    pick = min if mode == "min" else max
+    worst = float("inf") if mode == "min" else float("-inf")
+    best = pick(history, key=lambda h: h.get(key, worst)) if history else {}
+    converge_key = key if mode == "max" else task.report_metric
     split = dm.split.to_dict()
     return {
         "split": {"name": split.get("name"), "seed": split.get("seed"), "sha256": split.get("sha256"),
@@ -376,14 +357,15 @@ def _fit_and_test(cfg: DictConfig, cfg_dict: dict, run_dir: Path) -> dict:
         "finetune": finetune_record,
         "normalisation": {"mean": mean, "std": std, "origin": norm_origin},
         "params": count_parameters(model),
-        "metrics_region": region,
+        "task": task.name,
+        **task.record(cfg, dm),
         "selection": select,
         "metrics": {"val_best": {k: v for k, v in best.items() if k != "epoch"}, "test": test,
                     "val_history": history},
         "test_also": also,
         "best_epoch": best.get("epoch"),
         "epochs": trainer.current_epoch,
-        "epochs_to_converge": epochs_to_converge(history, key),
+        "epochs_to_converge": epochs_to_converge(history, converge_key),
         "train_images_per_s": train_ips,
         "checkpoints": {"best": best_path, "last": str(last) if last.is_file() else None},
         "device": str(trainer.strategy.root_device),

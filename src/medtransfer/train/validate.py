@@ -18,7 +18,6 @@ from omegaconf import DictConfig
 from medtransfer.errors import ConfigError, NotApplicable
 
 SELECT_CHOICES = ("best", "last", "best_on_test")
-VALID_MONITORS = ("val/dice_per_image", "val/iou_per_image", "val/dice_pooled", "val/iou_pooled")
 
 
 def _int(cfg: DictConfig, key: str, minimum: int = 1) -> int:
@@ -38,16 +37,14 @@ def _float(cfg: DictConfig, key: str) -> float:
 
 
 def not_applicable_reason(cfg: DictConfig) -> str | None:
-    """Why this cell cannot exist (encoder × decoder × source), else None. Typos and bad values are not
-    "not applicable": they stay errors whatever the sweep's `impossible_cells` says."""
-    from medtransfer.models import check_combination
+    """Why this cell cannot exist (encoder × decoder for its task × source), else None. Typos and bad values
+    are not "not applicable": they stay errors whatever the sweep's `impossible_cells` says."""
     from medtransfer.pretrain.registry import available_encoders, plain
+    from medtransfer.train.tasks import task_for
 
-    image_size = _int(cfg, "image_size")
-    try:
-        check_combination(cfg.encoder, cfg.decoder, image_size)
-    except ConfigError as e:
-        return str(e)
+    reason = task_for(cfg).not_applicable(cfg, _int(cfg, "image_size"))
+    if reason:
+        return reason
     source, encoder = plain(cfg.pretrain), cfg.encoder.name
     rejected = (source.get("rejected") or {}).get(encoder)
     if rejected:
@@ -160,6 +157,7 @@ def validate(cfg: DictConfig) -> None:
     from medtransfer.models import check_combination
     from medtransfer.pretrain import check_pretrain
     from medtransfer.pretrain.finetune import check_finetune
+    from medtransfer.train.tasks import task_for
 
     image_size = _int(cfg, "image_size")
     _int(cfg, "batch_size")
@@ -168,6 +166,9 @@ def validate(cfg: DictConfig) -> None:
     reason = not_applicable_reason(cfg)
     if reason:
         raise NotApplicable(reason)
+    validate_dataset_cfg(cfg.dataset)
+    task = task_for(cfg)
+    task.check(cfg)
     crop = cfg.get("train_crop")
     if crop is not None:
         if isinstance(crop, bool) or not isinstance(crop, int) or not 16 <= crop <= image_size:
@@ -180,18 +181,21 @@ def validate(cfg: DictConfig) -> None:
         check_combination(cfg.encoder, cfg.decoder, int(crop))
     check_pretrain(cfg.pretrain, cfg.encoder.name, cfg.encoder, cfg.decoder)
     check_finetune(cfg.finetune, cfg.encoder.name, cfg.pretrain)
-    validate_dataset_cfg(cfg.dataset)
     check_pixel_spacing(cfg.dataset, "dataset")
     for name, dataset in (cfg.get("test_also") or {}).items():
         if not isinstance(dataset, DictConfig) or "name" not in dataset:
             raise ConfigError(f"test_also.{name}: expected a dataset config (in an experiment's defaults: "
                               f"/dataset@test_also.{name}: {name})")
         validate_dataset_cfg(dataset)
+        if task.name != "segmentation" or str(dataset.get("task") or "segmentation") != "segmentation":
+            raise ConfigError(f"test_also.{name}: extra test sets are scored as eval.py does, for segmentation "
+                              "runs and segmentation datasets only")
         check_pixel_spacing(dataset, f"test_also.{name}")
     if cfg.get("select", "best") not in SELECT_CHOICES:
         raise ConfigError(f"unknown select {cfg.get('select')!r}; valid choices: {', '.join(SELECT_CHOICES)}")
-    if cfg.monitor not in VALID_MONITORS:
-        raise ConfigError(f"unknown monitor {cfg.monitor!r}; valid choices: {', '.join(sorted(VALID_MONITORS))}")
+    if cfg.monitor not in task.monitors:
+        raise ConfigError(f"unknown monitor {cfg.monitor!r} for {task.name}; valid choices: "
+                          f"{', '.join(sorted(task.monitors))}")
     check_training_components(cfg)
     check_trainer_options(cfg)
     check_weights_available(cfg)

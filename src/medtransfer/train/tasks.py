@@ -1,0 +1,186 @@
+"""What differs between tasks, in one object per task (timm's `timm/task/` idea: a task owns its loss, head
+and scoring), so `run` stays task-agnostic.
+
+A dataset declares its task (`dataset.task`: segmentation, the default, or classification). The task object
+builds the DataModule, the network and the LightningModule, says which monitors and losses make sense, and
+turns a finished test into the `metrics.test` record and the per-case CSV rows. Why here and not branches in
+`run`: the next task (3D volumes) adds one class, not an `if` in every stage.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from omegaconf import DictConfig
+
+from medtransfer.errors import ConfigError, choices_msg
+
+SEGMENTATION_LOSSES = ("medtransfer.train.losses.BCEDiceLoss",)
+BCE_LOSS, CE_LOSS = "medtransfer.train.losses.MaskedBCEWithLogits", "medtransfer.train.losses.CrossEntropy"
+
+
+def pixel_spacing(dataset_cfg) -> tuple[float, float] | None:
+    """The dataset's native (row, column) pixel size in mm (`dataset.pixel_spacing`), None when unknown."""
+    spacing = dataset_cfg.get("pixel_spacing") if hasattr(dataset_cfg, "get") else None
+    return None if spacing is None else (float(spacing[0]), float(spacing[1]))
+
+
+def summarise_surface(surface: list[dict], spacing: tuple[float, float] | None = None) -> dict:
+    from medtransfer.metrics import aggregate_surface
+
+    agg = aggregate_surface(surface, spacing=spacing)
+    agg.pop("n_images")
+    return agg
+
+
+def merge_rows(rows: list[dict], surface: list[dict]) -> list[dict]:
+    """Per-image overlap rows with each image's surface metrics (HD95/ASSD) joined by id."""
+    by_id = {s["id"]: s for s in surface}
+    return [{**r, **{k: v for k, v in by_id.get(r.get("id"), {}).items() if k != "id"}} for r in rows]
+
+
+def task_name(dataset_cfg) -> str:
+    return str(dataset_cfg.get("task") or "segmentation")
+
+
+@dataclass(frozen=True)
+class SegmentationTask:
+    name: str = "segmentation"
+    report_metric: str = "dice_per_image"
+    monitors: tuple[str, ...] = ("val/dice_per_image", "val/iou_per_image", "val/dice_pooled", "val/iou_pooled")
+
+    def not_applicable(self, cfg: DictConfig, image_size: int) -> str | None:
+        """Why this encoder × decoder × size cell cannot be built, else None."""
+        from medtransfer.models import check_combination
+
+        if cfg.decoder.name == "none":
+            return None  # an error, not an impossible cell: check() names it
+        try:
+            check_combination(cfg.encoder, cfg.decoder, image_size)
+        except ConfigError as e:
+            return str(e)
+        return None
+
+    def check(self, cfg: DictConfig) -> None:
+        """Config-time: a decoder is needed, and a segmentation loss."""
+        if cfg.decoder.name == "none":
+            raise ConfigError(f"decoder=none is for classification datasets; dataset={cfg.dataset.name} is "
+                              "segmentation: choose a decoder (e.g. decoder=unet)")
+        target = str(cfg.loss.get("_target_"))
+        if target not in SEGMENTATION_LOSSES:
+            raise ConfigError(f"loss ({target}) is not a segmentation loss; valid choices: bce, dice, bce_dice")
+
+    def datamodule(self, cfg: DictConfig, mean, std, **loader):
+        from medtransfer.data import SegDataModule
+
+        return SegDataModule(cfg.dataset, image_size=int(cfg.image_size), augment=cfg.augment,
+                             batch_size=int(cfg.batch_size), num_workers=int(cfg.num_workers), seed=int(cfg.seed),
+                             mean=mean, std=std, train_crop=cfg.get("train_crop"),
+                             val_on_test=cfg.get("select") == "best_on_test", **loader)
+
+    def build_model(self, cfg: DictConfig, dm):
+        from medtransfer.models import build_model
+
+        return build_model(cfg.encoder, cfg.decoder, num_classes=int(cfg.dataset.num_classes),
+                           image_size=int(cfg.image_size))
+
+    def module(self, run_cfg: DictConfig, model, dm, **common):
+        """The LightningModule; `common` holds what every task's module takes (loss, optimizer, schedule,
+        monitor, the resolved config as `cfg`, ...)."""
+        from medtransfer.data import metrics_region
+        from medtransfer.train.module import SegmentationModule
+
+        return SegmentationModule(model=model, threshold=float(run_cfg.threshold),
+                                  eval_surface=bool(run_cfg.eval_surface),
+                                  metrics_in_fov=metrics_region(run_cfg.dataset) == "fov",
+                                  spacing=pixel_spacing(run_cfg.dataset), **common)
+
+    def record(self, cfg: DictConfig, dm) -> dict:
+        from medtransfer.data import metrics_region
+
+        return {"metrics_region": metrics_region(cfg.dataset)}
+
+    def test_results(self, cfg: DictConfig, module) -> tuple[dict, list[dict]]:
+        """`metrics.test` and the per-image rows (overlap + surface metrics merged by id). Under DDP the
+        per-image gather is a collective: every rank calls this."""
+        test = {k: (int(v) if k.startswith("n_") else float(v)) for k, v in module.test_metrics.compute().items()}
+        if cfg.eval_surface:
+            test.update(summarise_surface(module.test_surface, pixel_spacing(cfg.dataset)))
+        return test, merge_rows(module.test_metrics.per_image(), module.test_surface)
+
+
+@dataclass(frozen=True)
+class ClassificationTask:
+    name: str = "classification"
+    report_metric: str = "auroc"
+    monitors: tuple[str, ...] = ("val/auroc", "val/loss", "val/accuracy", "val/balanced_accuracy", "val/f1")
+
+    def not_applicable(self, cfg: DictConfig, image_size: int) -> str | None:
+        """A decoder with a classification dataset: a grid cell that cannot exist."""
+        if cfg.decoder.name != "none":
+            return (f"decoder={cfg.decoder.name} with dataset={cfg.dataset.name}: a classification dataset "
+                    "takes no decoder (decoder=none, the dataset's default)")
+        return None
+
+    def check(self, cfg: DictConfig) -> None:
+        """Config-time: the loss the label kind needs; the options that only mean something for masks are
+        refused rather than silently ignored."""
+        from medtransfer.data import dataset_labels
+        from medtransfer.models import check_classifier
+
+        labels = dataset_labels(cfg.dataset)  # reads the label arrays only (inferred kind for dataset=medmnist)
+        check_classifier(cfg.encoder, labels.num_outputs, int(cfg.image_size),
+                         pooling=str(cfg.decoder.get("pooling", "auto")), dropout=float(cfg.decoder.get("dropout", 0.0)))
+        kind = labels.kind
+        want = CE_LOSS if kind == "multiclass" else BCE_LOSS
+        target = str(cfg.loss.get("_target_"))
+        if target != want:
+            name = "cross_entropy" if want == CE_LOSS else "bce_logits"
+            raise ConfigError(f"loss ({target}) does not fit dataset={cfg.dataset.name} ({kind} labels); "
+                              f"use loss={name}")
+        if cfg.get("train_crop") is not None:
+            raise ConfigError("train_crop is a segmentation option (random crops of image and mask); "
+                              "classification takes train_crop=null")
+        if cfg.get("select") == "best_on_test":
+            raise ConfigError("select=best_on_test is paper 001's segmentation protocol; valid choices for "
+                              "classification: best, last")
+        if "ddp" in str(cfg.trainer.get("strategy", "")):
+            raise ConfigError("classification metrics are not gathered across DDP ranks yet: use one device "
+                              "(trainer=cpu or trainer=gpu)")
+
+    def datamodule(self, cfg: DictConfig, mean, std, **loader):
+        from medtransfer.data import ClsDataModule
+
+        return ClsDataModule(cfg.dataset, image_size=int(cfg.image_size), augment=cfg.augment,
+                             batch_size=int(cfg.batch_size), num_workers=int(cfg.num_workers), seed=int(cfg.seed),
+                             mean=mean, std=std, **loader)
+
+    def build_model(self, cfg: DictConfig, dm):
+        from medtransfer.models import build_classifier
+
+        return build_classifier(cfg.encoder, num_outputs=dm.num_outputs, dropout=float(cfg.decoder.get("dropout", 0.0)),
+                                image_size=int(cfg.image_size), pooling=str(cfg.decoder.get("pooling", "auto")))
+
+    def module(self, run_cfg: DictConfig, model, dm, **common):
+        from medtransfer.train.classification import ClassificationModule
+
+        return ClassificationModule(model=model, kind=dm.label_kind, labels=list(dm.label_names),
+                                    threshold=float(run_cfg.threshold), **common)
+
+    def record(self, cfg: DictConfig, dm) -> dict:
+        return {"labels": list(dm.label_names), "label_kind": dm.label_kind}
+
+    def test_results(self, cfg: DictConfig, module) -> tuple[dict, list[dict]]:
+        values = module.test_metrics.compute()
+        test = {k: (int(v) if k.startswith("n_") else float(v)) for k, v in values.items()}
+        return test, module.test_metrics.per_case()
+
+
+TASKS = {"segmentation": SegmentationTask(), "classification": ClassificationTask()}
+
+
+def task_for(cfg: DictConfig):
+    name = task_name(cfg.dataset)
+    if name not in TASKS:
+        raise ConfigError(choices_msg("dataset.task", name, TASKS))
+    return TASKS[name]
