@@ -150,3 +150,14 @@ def test_loss_plateau_trains_in_lightning_on_the_logged_step_loss(tmp_path):
     sched = trainer.lr_scheduler_configs[0].scheduler
     # Lightning fed it the step loss each iteration: the best window mean is a real BCE value
     assert 0 < sched.best < 10 and sched.window_n == 0
+
+
+def test_multistep_drops_at_fractions_of_the_run():
+    opt = _opt((1e-3,))
+    lrs = [x[0] for x in _lrs(schedules.multistep(opt, total_steps=100)["scheduler"], opt, 100)]
+    assert lrs[49] == pytest.approx(1e-3) and lrs[50] == pytest.approx(1e-4)
+    assert lrs[74] == pytest.approx(1e-4) and lrs[75] == pytest.approx(1e-5) and lrs[99] == pytest.approx(1e-5)
+    from medtransfer.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"milestones=\[50\] must be fractions in \(0, 1\)"):
+        schedules.multistep(opt, total_steps=100, milestones=(50,))

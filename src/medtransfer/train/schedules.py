@@ -106,3 +106,14 @@ def loss_plateau(optimizer: Optimizer, total_steps: int = 0, every: int = 2000, 
         raise ConfigError(f"schedule=loss_plateau: every={every} must be >= 1 and factor={factor} in (0, 1)")
     return {"scheduler": WindowedLossPlateau(optimizer, every, factor), "interval": "step", "frequency": 1,
             "monitor": "train/loss_step"}
+
+
+def multistep(optimizer: Optimizer, total_steps: int, milestones: tuple[float, ...] = (0.5, 0.75),
+              gamma: float = 0.1, **_) -> dict:
+    """LR × gamma at each milestone, given as fractions of the run (MedMNIST v2: × 0.1 at epochs 50 and 75 of
+    100). Per step, so the milestones hold whatever the epoch length; fractions, so they follow max_epochs."""
+    if not milestones or any(not 0 < float(m) < 1 for m in milestones) or not 0 < float(gamma) < 1:
+        raise ConfigError(f"schedule=multistep: milestones={list(milestones)} must be fractions in (0, 1) and "
+                          f"gamma={gamma} in (0, 1)")
+    steps = sorted(int(round(float(m) * total_steps)) for m in milestones)
+    return _per_step(optimizer, lambda s: float(gamma) ** sum(s >= m for m in steps))
