@@ -240,3 +240,23 @@ def test_cli_hook_runs_and_reports_bad_keys(sweep, tmp_path, capsys):
 def test_empty_folder_is_an_error(tmp_path):
     with pytest.raises(ValueError, match="no runs"):
         build_report([tmp_path], tmp_path / "out")
+
+
+def test_classification_runs_are_reported_on_auroc_by_default(tmp_path):
+    """The headline metric follows the runs' task: auroc for classification (tables, tests, convergence)."""
+    aucs = {"imagenet": [0.90, 0.92, 0.91], "scratch": [0.80, 0.83, 0.81]}
+    for pre, values in aucs.items():
+        cond = {"encoder": "r18", "decoder": None, "pretrain": pre, "finetune": "full", "dataset": "breastmnist",
+                "n_train": None, "fold": None}
+        for seed, auc in enumerate(values):
+            d = tmp_path / "runs" / "cls" / f"enc-r18_pre-{pre}_ft-full_ds-breastmnist_n-all" / f"seed{seed}"
+            d.mkdir(parents=True)
+            hist = [{"epoch": e, "auroc": auc * (0.6 + 0.2 * e) if e < 2 else auc, "loss": 0.5} for e in range(4)]
+            (d / "results.json").write_text(json.dumps({
+                "schema": 1, "status": "complete", "study": "cls", "task": "classification", "condition": cond,
+                "seed": seed, "metrics": {"test": {"auroc": auc, "accuracy": auc - 0.1}, "val_history": hist}}))
+    build_report([tmp_path / "runs"], tmp_path / "out", ReportOptions(baseline="pretrain=scratch"))
+    md = (tmp_path / "out" / "report.md").read_text()
+    assert "## auroc" in md and "## dice_per_image" not in md and "Tests against the baseline (auroc)" in md
+    runs = pd.read_csv(tmp_path / "out" / "runs.csv")
+    assert set(runs["epochs_to_converge"]) == {3}  # from the auroc history: within 0.5 % of the best at epoch 2

@@ -43,7 +43,7 @@ _TEST_TEXT = {
 class ReportOptions:
     rows: list[str] | None = None  # None → the varying keys (see tables.layout)
     cols: list[str] | None = None  # None → the last varying key when rows is None too, else none
-    metrics: list[str] = field(default_factory=lambda: ["dice_per_image"])
+    metrics: list[str] | None = None  # None → the runs' task's headline metric (dice_per_image | auroc)
     baseline: str | None = "best"
     test: str = "welch"  # welch | student (a study reproducing a paper's Student's t-test asks for it)
     duplicates: str = "error"  # error | newest: the same condition and seed found twice
@@ -80,7 +80,11 @@ def build_report(roots: list[str | Path], out: str | Path, opts: ReportOptions |
     if pooled:
         warnings.append(f"pooled over varying condition key(s) {', '.join(pooled)} (not in --rows/--cols)")
     complete = df[df["status"] == "complete"]
-    for m in opts.metrics:
+    headlines = sorted({r.headline for r in runs if r.status == "complete"}) or ["dice_per_image"]
+    if not opts.metrics and len(headlines) > 1:
+        raise ConfigError(f"runs of different tasks (headline metrics {', '.join(headlines)}): give --metric")
+    metrics = list(opts.metrics or headlines)
+    for m in metrics:
         if m not in df.columns or (not complete.empty and complete[m].isna().all()):
             warnings.append(f"metric {m!r} is missing from every complete run")
             if m not in df.columns:
@@ -108,7 +112,7 @@ def build_report(roots: list[str | Path], out: str | Path, opts: ReportOptions |
 
     # ---- tables + bars per metric
     summary = []
-    for m in opts.metrics:
+    for m in metrics:
         agg = aggregate(df, keys, m)
         summary.append(agg)
         header, body = pivot_cells(agg, rows, cols, opts.digits)
@@ -124,7 +128,7 @@ def build_report(roots: list[str | Path], out: str | Path, opts: ReportOptions |
     files.append(_io.write_csv(out / "summary.csv", pd.concat(summary, ignore_index=True)))
 
     # ---- tests against the baseline (primary metric)
-    primary = opts.metrics[0]
+    primary = metrics[0]
     tests, note = compare.tests_vs_baseline(df, keys, primary, compare.parse_baseline(opts.baseline), opts.test)
     md += [f"## Tests against the baseline ({primary})", "",
            (f"{_TEST_TEXT[opts.test]}; {note}. p_holm: Holm-adjusted over the comparisons below. Wilcoxon: "
@@ -147,7 +151,7 @@ def build_report(roots: list[str | Path], out: str | Path, opts: ReportOptions |
     if not conv.empty and conv["n"].sum():
         md += [frame_markdown(conv, 2), ""]
         files.append(_io.write_csv(out / "convergence.csv", conv))
-    p = plots.learning_curves(runs, rows + cols, fig_dir / "learning_curves.png")
+    p = plots.learning_curves(runs, rows + cols, fig_dir / "learning_curves.png", key=headlines[0])
     if p:
         files.append(p)
         md += [f"![learning curves]({rel(p)})", ""]

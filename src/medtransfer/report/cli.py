@@ -26,8 +26,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--cols", type=_csv_list, default=None,
                    help="condition keys forming table columns, e.g. pretrain (default: with --rows unset too, the "
                    "last key that varies; else none)")
-    p.add_argument("--metric", type=_csv_list, default=["dice_per_image"],
-                   help="comma list of runs.csv columns; the first is used for tests, ranks and correlations "
+    p.add_argument("--metric", type=_csv_list, default=None,
+                   help="comma list of runs.csv columns (default: the task's headline metric, dice_per_image for "
+                   "segmentation, auroc for classification); the first is used for tests, ranks and correlations "
                    "(test metrics by name, val_best.<k>, eval.<dataset>-<split>.<k>, epochs_to_converge, ...)")
     p.add_argument("--baseline", default="best",
                    help="KEY=VALUE[,KEY=VALUE] (e.g. pretrain=scratch: each group vs its scratch counterpart), "

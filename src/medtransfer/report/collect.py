@@ -25,6 +25,7 @@ import yaml
 from medtransfer.errors import ConfigError, choices_msg
 
 RESULTS = "results.json"
+HEADLINE = {"segmentation": "dice_per_image", "classification": "auroc"}
 SKIP_DIRS = {"checkpoints", "wandb", "eval", "predictions", "__pycache__", "lightning_logs"}
 _SLUG_KEYS = {"enc": "encoder", "dec": "decoder", "pre": "pretrain", "ft": "finetune", "ds": "dataset",
               "n": "n_train", "fold": "fold"}  # inverse of medtransfer.train.resolvers.SLUG_KEYS
@@ -47,6 +48,12 @@ class Run:
     info: dict = field(default_factory=dict)  # epochs, best_epoch, epochs_to_converge, wall_time_s, ...
     evals: dict = field(default_factory=dict)  # "<dataset>-<split>" → eval.py summary.json
     mtime: float = 0.0
+    task: str = "segmentation"  # results.json task (classification runs: auroc is their headline metric)
+
+    @property
+    def headline(self) -> str:
+        """The task's default metric: tables, tests, convergence and learning curves use it unless told."""
+        return HEADLINE.get(self.task, "dice_per_image")
 
     @property
     def per_image_csv(self) -> Path | None:
@@ -176,7 +183,8 @@ def load_run(run_dir: Path) -> Run | None:
                   split=split, condition=dict(cond),
                   error=_first_line(rec.get("error")) if status != "complete" else None,
                   test=dict(metrics.get("test") or {}), val_best=dict(metrics.get("val_best") or {}),
-                  val_history=list(metrics.get("val_history") or []), mtime=res_path.stat().st_mtime)
+                  val_history=list(metrics.get("val_history") or []), mtime=res_path.stat().st_mtime,
+                  task=str(rec.get("task") or "segmentation"))
         for k in ("epochs", "best_epoch", "epochs_to_converge", "wall_time_s", "train_images_per_s"):
             run.info[k] = rec.get(k)
         if status in ("failed", "not_applicable") and not run.error:

@@ -78,7 +78,7 @@ def runs_frame(runs: Sequence[Run], tol: float = 0.005):
             row.update({f"eval.{name}.{k}": v for k, v in rec["metrics"].items() if isinstance(v, (int, float))})
         row.update({k: v for k, v in r.info.items() if k != "epochs_to_converge"})
         row["epochs_to_converge_recorded"] = r.info.get("epochs_to_converge")
-        epoch, n_epochs = stats.convergence_epoch(r.val_history, tol=tol)
+        epoch, n_epochs = stats.convergence_epoch(r.val_history, key=r.headline, tol=tol)
         row.update(converge_epoch=epoch, epochs_to_converge=n_epochs)
         rows.append(row)
     df = pd.DataFrame(rows)
