@@ -146,7 +146,7 @@ def build_report(roots: list[str | Path], out: str | Path, opts: ReportOptions |
     # ---- convergence
     conv = compare.convergence_table(df, keys)
     md += ["## Convergence", "",
-           (f"Epochs until validation Dice is within {opts.tol:.1%} of its best (papers 003/004), recomputed "
+           (f"Epochs until validation {headlines[0]} is within {opts.tol:.1%} of its best (papers 003/004), recomputed "
             "from each run's val_history."), ""]
     if not conv.empty and conv["n"].sum():
         md += [frame_markdown(conv, 2), ""]
