@@ -20,6 +20,7 @@ log = logging.getLogger("medtransfer")
 
 def load_checkpoint(path: str | Path):
     """(model in eval mode, the training config) from a medtransfer Lightning checkpoint."""
+    from medtransfer.data import dataset_task
     from medtransfer.models import build_model
 
     path = Path(path)
@@ -39,8 +40,8 @@ def load_checkpoint(path: str | Path):
     if not train_cfg:
         raise ConfigError(f"ckpt={path}: not a medtransfer checkpoint (no hyper_parameters.cfg)")
     train_cfg = OmegaConf.create(train_cfg)
-    if str(train_cfg.dataset.get("task") or "segmentation") != "segmentation":
-        raise ConfigError(f"ckpt={path}: a {train_cfg.dataset.task} checkpoint; eval.py and analyze evaluate "
+    if (task := dataset_task(train_cfg.dataset)) != "segmentation":
+        raise ConfigError(f"ckpt={path}: a {task} checkpoint; eval.py and analyze evaluate "
                           "segmentation checkpoints (classification checkpoints are tested inside their job)")
     applied = (ckpt.get("hyper_parameters") or {}).get("normalisation")
     if applied:  # what the run applied wins over what its source config would resolve to today
@@ -64,7 +65,7 @@ def evaluate(cfg: DictConfig) -> dict:
     from medtransfer.pretrain import normalisation
     from medtransfer.train.module import score_at_native_size
     from medtransfer.train.run import write_csv_atomic
-    from medtransfer.train.tasks import merge_rows, pixel_spacing, summarise_surface
+    from medtransfer.train.tasks import merge_rows, pixel_spacing, plain_metrics, summarise_surface
 
     model, train_cfg = load_checkpoint(cfg.ckpt)
     dataset_cfg = OmegaConf.to_container(cfg.dataset if cfg.get("dataset") else train_cfg.dataset, resolve=True)
@@ -102,7 +103,7 @@ def evaluate(cfg: DictConfig) -> dict:
                 pred_dir.mkdir(exist_ok=True)
                 for image_id, pred in preds:
                     Image.fromarray((pred * 255).astype("uint8")).save(pred_dir / f"{image_id}.png")
-    summary = {k: (int(v) if k.startswith("n_") else float(v)) for k, v in metrics.compute().items()}
+    summary = plain_metrics(metrics.compute())
     if cfg.surface:
         summary.update(summarise_surface(surface, pixel_spacing(dataset_cfg)))
     record = {"ckpt": str(ckpt), "dataset": dataset_cfg["name"], "split": dataset_cfg["split"],

@@ -33,14 +33,15 @@ def summarise_surface(surface: list[dict], spacing: tuple[float, float] | None =
     return agg
 
 
+def plain_metrics(values: dict) -> dict:
+    """A metrics object's compute() as JSON numbers: counts (`n_*`) as int, the rest as float."""
+    return {k: (int(v) if k.startswith("n_") else float(v)) for k, v in values.items()}
+
+
 def merge_rows(rows: list[dict], surface: list[dict]) -> list[dict]:
     """Per-image overlap rows with each image's surface metrics (HD95/ASSD) joined by id."""
     by_id = {s["id"]: s for s in surface}
     return [{**r, **{k: v for k, v in by_id.get(r.get("id"), {}).items() if k != "id"}} for r in rows]
-
-
-def task_name(dataset_cfg) -> str:
-    return str(dataset_cfg.get("task") or "segmentation")
 
 
 @dataclass(frozen=True)
@@ -103,7 +104,7 @@ class SegmentationTask:
     def test_results(self, cfg: DictConfig, module) -> tuple[dict, list[dict]]:
         """`metrics.test` and the per-image rows (overlap + surface metrics merged by id). Under DDP the
         per-image gather is a collective: every rank calls this."""
-        test = {k: (int(v) if k.startswith("n_") else float(v)) for k, v in module.test_metrics.compute().items()}
+        test = plain_metrics(module.test_metrics.compute())
         if cfg.eval_surface:
             test.update(summarise_surface(module.test_surface, pixel_spacing(cfg.dataset)))
         return test, merge_rows(module.test_metrics.per_image(), module.test_surface)
@@ -171,16 +172,16 @@ class ClassificationTask:
         return {"labels": list(dm.label_names), "label_kind": dm.label_kind}
 
     def test_results(self, cfg: DictConfig, module) -> tuple[dict, list[dict]]:
-        values = module.test_metrics.compute()
-        test = {k: (int(v) if k.startswith("n_") else float(v)) for k, v in values.items()}
-        return test, module.test_metrics.per_case()
+        return plain_metrics(module.test_metrics.compute()), module.test_metrics.per_case()
 
 
 TASKS = {"segmentation": SegmentationTask(), "classification": ClassificationTask()}
 
 
 def task_for(cfg: DictConfig):
-    name = task_name(cfg.dataset)
+    from medtransfer.data import dataset_task  # the registry's fact, not the yaml's `task` key
+
+    name = dataset_task(cfg.dataset)
     if name not in TASKS:
         raise ConfigError(choices_msg("dataset.task", name, TASKS))
     return TASKS[name]

@@ -153,7 +153,7 @@ def check_writable(path: Path, what: str) -> None:
 
 
 def validate(cfg: DictConfig) -> None:
-    from medtransfer.data import validate_dataset_cfg
+    from medtransfer.data import dataset_task, validate_dataset_cfg
     from medtransfer.models import check_combination
     from medtransfer.pretrain import check_pretrain
     from medtransfer.pretrain.finetune import check_finetune
@@ -187,7 +187,7 @@ def validate(cfg: DictConfig) -> None:
             raise ConfigError(f"test_also.{name}: expected a dataset config (in an experiment's defaults: "
                               f"/dataset@test_also.{name}: {name})")
         validate_dataset_cfg(dataset)
-        if task.name != "segmentation" or str(dataset.get("task") or "segmentation") != "segmentation":
+        if task.name != "segmentation" or dataset_task(dataset) != "segmentation":
             raise ConfigError(f"test_also.{name}: extra test sets are scored as eval.py does, for segmentation "
                               "runs and segmentation datasets only")
         check_pixel_spacing(dataset, f"test_also.{name}")
