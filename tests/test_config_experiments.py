@@ -40,7 +40,9 @@ def test_every_paper_has_a_reproduction():
 
 
 @pytest.mark.parametrize("name", PAPERS)
-def test_grid_composes_and_validates(name, shared_data, tmp_path):
+def test_grid_composes_and_validates(name, shared_data, tmp_path, monkeypatch):
+    # place_weights writes stand-ins: a per-test cache, so no other test in this worker sees them as cached
+    monkeypatch.setenv(settings.CACHE_DIR, str(tmp_path / "cache"))
     from tests.test_data_datamodule import make_drive
 
     cfg = _compose([f"experiment={name}"])

@@ -68,6 +68,7 @@ def test_an_unwritable_runs_root_is_a_config_error(tmp_path):
         validate(_compose([*SCRATCH, f"paths.runs_root={blocker / 'runs'}"]))
 
 
+@pytest.mark.usefixtures("offline_cache")  # a fresh cache: another test may have placed files in the shared one
 def test_weights_missing_offline_name_the_file_to_place(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(ConfigError, match=r"pretrain=imagenet encoder=r18: weights not cached and HF_HUB_OFFLINE=1; "
@@ -93,6 +94,7 @@ def test_grid_fails_closed_on_any_exception(monkeypatch):
         _grid([*SCRATCH, "seed=0,1"])
 
 
+@pytest.mark.usefixtures("offline_cache")
 def test_grid_names_every_missing_weights_file_and_every_impossible_cell(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(SystemExit) as e:
