@@ -4,24 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-from omegaconf import OmegaConf
 from torch import nn
 
 from medtransfer.errors import ConfigError
 from medtransfer.models import build_model, check_combination, count_parameters
-from medtransfer.settings import PROJECT_ROOT
+from tests._catalogue import PAPER_DECODERS, PAPER_ENCODERS, PROJECT, dec_cfg, enc_cfg
 
 torch.set_num_threads(2)
-
-
-def enc_cfg(stem, **override):
-    cfg = OmegaConf.load(PROJECT_ROOT / "conf" / "encoder" / f"{stem}.yaml")
-    return OmegaConf.merge(cfg, override) if override else cfg
-
-
-def dec_cfg(stem, **override):
-    cfg = OmegaConf.load(PROJECT_ROOT / "conf" / "decoder" / f"{stem}.yaml")
-    return OmegaConf.merge(cfg, override) if override else cfg
 
 
 @pytest.fixture
@@ -38,38 +27,35 @@ def no_timm_build(monkeypatch):
 # ------------------------------------------------------------------------------------- check_combination
 
 
-def test_check_combination_accepts_all_conf_pairs(no_timm_build):
-    for e in ("r18", "r50", "r101", "vit_s", "vit_b", "swin_b", "convnext_t", "hrnet_w48"):
-        for d in (
-            "fcn",
-            "pspnet",
-            "deeplabv3",
-            "deeplabv3plus",
-            "upernet",
-            "unet",
-            "fpn",
-            "dpt",
-            "segformer",
-        ):
-            check_combination(enc_cfg(e), dec_cfg(d), 352)
+def test_check_combination_accepts_all_paper_pairs(no_timm_build):
+    for e in PAPER_ENCODERS:
+        for d in PAPER_DECODERS:
+            check_combination(enc_cfg(e), dec_cfg(d), 352, catalogue=PROJECT)
 
 
 def test_unknown_encoder_name_lists_choices(no_timm_build):
     with pytest.raises(ConfigError) as err:
-        check_combination(enc_cfg("r50", name="r5000"), dec_cfg("unet"), 352)
+        check_combination(enc_cfg("r50", name="r5000"), dec_cfg("unet"), 352, catalogue=PROJECT)
     msg = str(err.value)
     assert "\n" not in msg and "'r5000'" in msg
-    for name in ("r18", "r50", "r101", "vit_s", "vit_b", "swin_b", "convnext_t", "hrnet_w48"):
+    for name in PAPER_ENCODERS:
         assert name in msg
 
 
 def test_unknown_decoder_name_lists_choices(no_timm_build):
     with pytest.raises(ConfigError) as err:
-        check_combination(enc_cfg("r50"), dec_cfg("unet", name="unet3plus"), 352)
+        build_model(enc_cfg("r50"), dec_cfg("unet", name="unet3plus"), image_size=352, catalogue=PROJECT)
     msg = str(err.value)
-    assert "\n" not in msg and "'unet3plus'" in msg
-    for name in ("fcn", "pspnet", "deeplabv3", "deeplabv3plus", "upernet", "unet", "fpn", "dpt", "segformer"):
+    assert "\n" not in msg and "'unet3plus'" in msg and "none" not in msg  # `none` is the classifiers' option
+    for name in PAPER_DECODERS:
         assert name in msg
+    with pytest.raises(ConfigError, match=r"unknown decoder 'none'; valid choices: "):
+        check_combination(enc_cfg("r50"), dec_cfg("none"), 352, catalogue=PROJECT)
+
+
+def test_without_a_catalogue_names_are_the_composers_business(no_timm_build):
+    """A Hydra run's configs are options of its config folder: the library checks fields, not names."""
+    check_combination(enc_cfg("r50", name="r5000"), dec_cfg("unet", name="unet3plus"), 352)
 
 
 @pytest.mark.parametrize("size", [100, 208, 0, 353])

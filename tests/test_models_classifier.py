@@ -12,22 +12,16 @@ from omegaconf import OmegaConf
 from safetensors.torch import save_file
 
 from medtransfer.errors import ConfigError
-from medtransfer.models import available_encoders, build_classifier, build_model, check_classifier
+from medtransfer.models import build_classifier, build_model, check_classifier
 from medtransfer.pretrain import load_pretrained
 from medtransfer.pretrain.fetch import cache_path
-from medtransfer.settings import PROJECT_ROOT
+from tests._catalogue import PROJECT, SOURCES, dec_cfg, enc_cfg
 
 torch.set_num_threads(2)
-CONF = PROJECT_ROOT / "conf"
 TINY = {  # same architecture family and key layout as the conf encoder, a fraction of the width/depth
     "convnext_t": {"depths": [1, 1, 1, 1], "dims": [8, 16, 32, 64]},
     "swin_b": {"embed_dim": 16, "depths": [1, 1, 1, 1], "num_heads": [1, 1, 1, 1]},
 }
-
-
-def enc_cfg(stem, **override):
-    cfg = OmegaConf.load(CONF / "encoder" / f"{stem}.yaml")
-    return OmegaConf.merge(cfg, override) if override else cfg
 
 
 def _clf(stem, size=32, seed=0, **kw):
@@ -58,7 +52,7 @@ def test_logits_shape_and_attributes(stem, pooling, expect):
     assert (model.fc_norm is not None) == (expect == "mean")
 
 
-@pytest.mark.parametrize("stem", sorted(available_encoders()))
+@pytest.mark.parametrize("stem", PROJECT.names("encoder"))
 def test_every_conf_encoder_builds_a_classifier(stem):
     """Shapes only (meta device: no memory, no compute): each family's own pooled feature width."""
     size = 64
@@ -139,9 +133,9 @@ def _publish(encoder, timm_name, imagenet):
 @pytest.mark.usefixtures("offline_cache")
 @pytest.mark.parametrize("stem,pooling", [("r18", "auto"), ("vit_s", "mean")])
 def test_backbone_keys_and_pretrained_load_equal_the_segmentation_models(stem, pooling):
-    imagenet = OmegaConf.load(CONF / "pretrain/imagenet.yaml")
+    imagenet = OmegaConf.create(SOURCES["imagenet"])
     sd = _publish(stem, enc_cfg(stem).timm_name, imagenet)
-    dec = OmegaConf.merge(OmegaConf.load(CONF / "decoder/fcn.yaml"), {"kwargs": {"channels": 8}})
+    dec = dec_cfg("fcn", kwargs={"channels": 8})
     seg = build_model(enc_cfg(stem), dec, image_size=32)
     clf = build_classifier(enc_cfg(stem), num_outputs=2, image_size=32, pooling=pooling)
     seg_sd, clf_sd = seg.encoder.backbone.state_dict(), clf.encoder.backbone.state_dict()
@@ -194,7 +188,7 @@ def test_config_errors_are_one_line_and_build_nothing(no_timm_build, kw, match):
     cfg = enc_cfg("r18", name="r5000") if stem == "r5000" else enc_cfg(stem)
     for call in (check_classifier, build_classifier):
         with pytest.raises(ConfigError, match=match) as err:
-            call(cfg, **kw)
+            call(cfg, **kw, catalogue=PROJECT)
         assert "\n" not in str(err.value)
 
 

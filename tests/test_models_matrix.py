@@ -10,43 +10,17 @@ import re
 
 import pytest
 import torch
-from omegaconf import OmegaConf
+from torch import nn
 
-from medtransfer.models import (
-    DecoderSpec,
-    EncoderSpec,
-    available_decoders,
-    available_encoders,
-    check_combination,
-)
+from medtransfer.models import DecoderSpec, EncoderSpec, check_combination, segmentation_decoders
 from medtransfer.models.factory import assemble, build_encoder
-from medtransfer.settings import PROJECT_ROOT
+from tests._catalogue import PAPER_DECODERS, PAPER_ENCODERS, PROJECT, dec_cfg, enc_cfg
 
 torch.set_num_threads(2)
 
 S = 64  # every encoder takes multiples of 32 (Swin shrinks its windows below 224, which is fine here)
-REQUIRED_ENCODERS = {"r18", "r50", "r101", "vit_s", "vit_b", "swin_b", "convnext_t", "hrnet_w48"}
-REQUIRED_DECODERS = {
-    "fcn",
-    "pspnet",
-    "deeplabv3",
-    "deeplabv3plus",
-    "upernet",
-    "unet",
-    "fpn",
-    "dpt",
-    "segformer",
-}
-ENCODERS = list(available_encoders())  # every yaml in conf/ is covered, new ones automatically
-DECODERS = list(available_decoders())
-
-
-def enc_cfg(name):
-    return OmegaConf.load(PROJECT_ROOT / "conf" / "encoder" / f"{name}.yaml")
-
-
-def dec_cfg(name):
-    return OmegaConf.load(PROJECT_ROOT / "conf" / "decoder" / f"{name}.yaml")
+ENCODERS = list(PROJECT.names("encoder"))  # every yaml in conf/ is covered, new ones automatically
+DECODERS = list(segmentation_decoders(PROJECT))
 
 
 @pytest.fixture(scope="module")
@@ -64,8 +38,8 @@ def encoders():
 
 
 def test_conf_lists_every_encoder_and_decoder():
-    assert set(ENCODERS) >= REQUIRED_ENCODERS
-    assert set(DECODERS) >= REQUIRED_DECODERS
+    assert set(ENCODERS) >= set(PAPER_ENCODERS)
+    assert set(DECODERS) >= set(PAPER_DECODERS) and "none" not in DECODERS
     for name in ENCODERS:
         assert enc_cfg(name).name == name
     for name in DECODERS:
@@ -75,7 +49,7 @@ def test_conf_lists_every_encoder_and_decoder():
 @pytest.mark.parametrize("dec_name", DECODERS)
 @pytest.mark.parametrize("enc_name", ENCODERS)
 def test_pair_forward(encoders, enc_name, dec_name):
-    check_combination(enc_cfg(enc_name), dec_cfg(dec_name), S)
+    check_combination(enc_cfg(enc_name), dec_cfg(dec_name), S, catalogue=PROJECT)
     encoder, ds = encoders(enc_name, dec_name)
     model = assemble(encoder, ds, num_classes=1).eval()
     assert (model.encoder_name, model.decoder_name) == (enc_name, dec_name)
@@ -162,9 +136,10 @@ def test_graph_walk_agrees_with_backward():
 )
 def test_output_stride_policy(encoders, enc_name, dec_name, strides, rates):
     encoder, ds = encoders(enc_name, dec_name)
-    info = assemble(encoder, ds).build_info
-    assert info["feature_strides"] == strides
-    assert info.get("atrous_rates") == rates
+    model = assemble(encoder, ds)
+    assert list((model.neck or model.encoder).reductions[-4:]) == strides
+    dilations = sorted({m.dilation[0] for m in model.decoder.modules() if isinstance(m, nn.Conv2d)} - {1})
+    assert dilations == (rates or [])  # ASPP's rates, scaled to the stride the encoder reached
 
 
 def test_vit_pyramid_is_decoder_side(encoders):

@@ -16,9 +16,9 @@ from medtransfer.errors import WeightsError
 from medtransfer.pretrain import load_pretrained
 from medtransfer.pretrain.convert import convert
 from medtransfer.pretrain.fetch import cache_path
-from medtransfer.pretrain.registry import sources
+from tests._catalogue import PROJECT, SOURCES
 
-IMAGENET = sources()["imagenet"]
+IMAGENET = SOURCES["imagenet"]
 
 
 pytestmark = pytest.mark.usefixtures("offline_cache")
@@ -58,7 +58,7 @@ def test_convert_of_a_file_that_does_not_fit_caches_nothing(tmp_path, capsys, mo
     assert "100 missing ['bn1.bias'" in err and "122 unexpected ['module.bn1.bias'" in err
     assert _cache_files() == []
     with pytest.raises(WeightsError, match=rf"{bad} \(pretrain=imagenet\): keys do not map onto the r18 encoder"):
-        convert(bad, "imagenet", "r18")
+        convert(bad, "imagenet", "r18", catalogue=PROJECT)
     assert _cache_files() == []
     # so a later fetch (offline) cannot mistake a leftover for the weights: it says where to put the real file
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
@@ -101,7 +101,7 @@ def test_fetch_verifies_an_already_cached_file(capsys, damage):
 
 
 def test_fetch_checks_the_published_hash_of_a_cached_file(capsys):
-    path = cache_path("mocov2", "r50", sources()["mocov2"]["files"]["r50"])
+    path = cache_path("mocov2", "r50", SOURCES["mocov2"]["files"]["r50"])
     path.parent.mkdir(parents=True)
     path.write_bytes(b"not the published file")
     rc, _, err = _cli(capsys, "fetch", "mocov2", "--encoder", "r50")
@@ -142,7 +142,7 @@ def test_a_url_download_that_is_no_checkpoint_is_not_cached(capsys, monkeypatch)
     monkeypatch.setattr(urllib.request, "urlopen", lambda url, timeout=None: io.BytesIO(b"<html>403</html>"))
     rc, _, err = _cli(capsys, "fetch", "dino", "--encoder", "r50")
     assert rc != 0 and err.count("\n") == 1 and "cannot be read as a checkpoint" in err
-    assert str(cache_path("dino", "r50", sources()["dino"]["files"]["r50"])) in err
+    assert str(cache_path("dino", "r50", SOURCES["dino"]["files"]["r50"])) in err
     assert _cache_files() == []
 
 
@@ -169,7 +169,7 @@ def test_convert_file_source_that_fits_no_encoder_fails_naming_those_tried(tmp_p
     assert rc != 0 and out == "" and err.count("\n") == 1
     assert str(bad) in err and "r18 encoder" in err and "1 unexpected ['stem.weight']" in err
     rc, out, err = _cli(capsys, "convert", bad, "--source", "file")  # every encoder in conf/encoder
-    encoders = sorted(p.stem for p in (settings.PROJECT_ROOT / "conf/encoder").glob("*.yaml"))
+    encoders = PROJECT.names("encoder")
     assert rc != 0 and err.count("\n") == 1 and str(bad) in err
     assert "fits no encoder; tried " in err and all(f"{e} (" in err for e in encoders)  # one reason each
     assert _cache_files() == []

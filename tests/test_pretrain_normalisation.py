@@ -9,15 +9,16 @@ from omegaconf import OmegaConf
 from medtransfer import settings
 from medtransfer.errors import ConfigError
 from medtransfer.pretrain import check_pretrain, normalisation
-from medtransfer.pretrain.registry import NORM_ORIGINS, sources, sources_markdown
+from medtransfer.pretrain.registry import NORM_ORIGINS, sources_markdown
 from medtransfer.train import resolvers
+from tests._catalogue import SOURCES
 
 IN_MEAN, IN_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
 HALF = [0.5, 0.5, 0.5]
 
 
 def _cfg(name, **override):
-    cfg = OmegaConf.create(sources()[name])
+    cfg = OmegaConf.create(SOURCES[name])
     for key, value in override.items():
         cfg[key] = value
     return cfg
@@ -62,7 +63,7 @@ def test_half_an_override_is_a_config_error():
 def test_every_source_leaves_the_override_keys_to_the_command_line():
     """A source's own values live under source_mean/std; top-level mean/std exist (null) so that
     `pretrain.mean=[...]` needs no `+` for any source."""
-    for name, cfg in sources().items():
+    for name, cfg in SOURCES.items():
         assert "mean" in cfg and "std" in cfg, name
         assert cfg["mean"] is None and cfg["std"] is None, name
 
@@ -77,7 +78,7 @@ def test_command_line_override_is_what_trains_and_what_the_condition_says(source
 
 
 def test_sources_table_shows_the_real_normalisation():
-    rows = {line.split(" | ")[0].strip("| `"): line for line in sources_markdown().splitlines()[2:]}
+    rows = {line.split(" | ")[0].strip("| `"): line for line in sources_markdown(SOURCES).splitlines()[2:]}
     assert f"{IN_MEAN} / {IN_STD}; vit_s, vit_b: {HALF} / {HALF}" in rows["imagenet"]
     assert f"{HALF} / {HALF}" in rows["radimagenet"] and "vit" not in rows["radimagenet"].split(" | ")[6]
     assert f"{IN_MEAN} / {IN_STD}" in rows["mae"]

@@ -19,10 +19,15 @@ from medtransfer import settings
 from medtransfer.errors import ConfigError, WeightsError
 from medtransfer.pretrain import check_pretrain, load_pretrained, mapping, normalisation
 from medtransfer.pretrain.fetch import cache_path
-from medtransfer.pretrain.registry import README_MARKERS, sources, sources_markdown, sources_summary_markdown
+from medtransfer.pretrain.registry import (
+    README_MARKERS,
+    SOURCES_MD,
+    sources_markdown,
+    sources_summary_markdown,
+)
+from tests._catalogue import SOURCES
 
 HASHES = ("sha256", "sha256_prefix", "md5_prefix")
-SOURCES = sources()
 
 
 pytestmark = pytest.mark.usefixtures("offline_cache")
@@ -210,19 +215,18 @@ def test_unsupported_pairs_rejected_at_config_time():
 
 
 def test_sources_table_lists_every_source_with_caveats():
-    md = sources_markdown()
+    md = sources_markdown(SOURCES)
     for name in SOURCES:
         assert f"| `{name}` |" in md
     assert "IN-21k then IN-1k fine-tuned" in md and "12 attention heads" in md
-    committed = Path(settings.PROJECT_ROOT / "src/medtransfer/pretrain/SOURCES.md").read_text()
-    assert md in committed, "SOURCES.md is stale: regenerate with python -m medtransfer.pretrain.registry"
+    assert md in SOURCES_MD.read_text(), "SOURCES.md is stale: regenerate with medtransfer pretrain docs"
 
 
 def test_readme_sources_table_is_current():
-    short = sources_summary_markdown()
+    short = sources_summary_markdown(SOURCES)
     assert all(f"| `{name}` |" in short for name in SOURCES)
     assert "IN-21k then IN-1k fine-tuned" in short  # the ViT "ImageNet" caveat is in the README itself
     readme = (settings.PROJECT_ROOT / "README.md").read_text()
     start, end = README_MARKERS
     assert readme.split(start, 1)[1].split(end, 1)[0].strip() == short.strip(), (
-        "README's sources table is stale: regenerate with python -m medtransfer.pretrain.registry")
+        "README's sources table is stale: regenerate with medtransfer pretrain docs")

@@ -12,11 +12,12 @@ from safetensors.torch import save_file
 from torch import nn
 
 from medtransfer import settings
+from medtransfer.configs import Catalogue
 from medtransfer.errors import ConfigError, WeightsError
 from medtransfer.pretrain import check_pretrain, load_pretrained
 from medtransfer.pretrain.convert import convert
 from medtransfer.pretrain.fetch import cache_path
-from medtransfer.pretrain.registry import sources
+from tests._catalogue import SOURCES
 
 CONF = settings.PROJECT_ROOT / "conf"
 LEGACY = settings.PROJECT_ROOT.parent / "shared/weights/resnet20-12fca82f.th"
@@ -26,7 +27,7 @@ pytestmark = pytest.mark.usefixtures("offline_cache")
 
 
 def _cfg(name):
-    cfg = OmegaConf.create(sources()[name])
+    cfg = OmegaConf.create(SOURCES[name])
     for spec in (cfg.get("files") or {}).values():
         spec.pop("sha256_prefix", None)  # a fabricated file cannot match the published hash
     return cfg
@@ -150,10 +151,9 @@ def test_convert_places_the_file_and_its_canonical_twin(tmp_path, monkeypatch):
     obj["meta"]["config"] = argparse.Namespace(model="fcn_hr48")
     src = tmp_path / "downloaded.pth"
     torch.save(obj, src)
-    monkeypatch.setattr("medtransfer.pretrain.convert.sources", lambda: {"cityscapes": OmegaConf.to_container(_cfg("cityscapes"))})
     # the file is built from the small HRNet stand-in, so that is the backbone convert accounts it against
     monkeypatch.setattr("medtransfer.pretrain.convert.target_backbone",
-                        lambda encoder, spec=None: timm.create_model("hrnet_w18_small", num_classes=0))
+                        lambda encoder_cfg, spec=None: timm.create_model("hrnet_w18_small", num_classes=0))
     target = cache_path("cityscapes", "hrnet_w48", _cfg("cityscapes").files.hrnet_w48)
     target.parent.mkdir(parents=True)
     target.write_bytes(src.read_bytes())
@@ -161,7 +161,8 @@ def test_convert_places_the_file_and_its_canonical_twin(tmp_path, monkeypatch):
     with pytest.raises(WeightsError, match=r"weights_only=True refuses.*medtransfer pretrain convert .*--trust-pickle"):
         load_pretrained(model, _cfg("cityscapes"), "hrnet_w48")
     target.unlink()
-    out, fitting = convert(src, "cityscapes", "hrnet_w48", trust_pickle=True)
+    catalogue = Catalogue({"pretrain": {"cityscapes": _cfg("cityscapes")}, "encoder": {"hrnet_w48": {}}})
+    out, fitting = convert(src, "cityscapes", "hrnet_w48", catalogue=catalogue, trust_pickle=True)
     assert fitting == ["hrnet_w48"]
     assert out.suffix == ".safetensors" and out.with_suffix(".json").is_file() and target.is_file()
     rec = load_pretrained(model, _cfg("cityscapes"), "hrnet_w48")  # weights_only path, canonical twin found

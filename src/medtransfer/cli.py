@@ -1,4 +1,8 @@
-"""`medtransfer` console command: tools around the runs (training itself is `python train.py`)."""
+"""`medtransfer` console command: tools around the runs (training itself is `python train.py`).
+
+Application layer: like the Hydra entry points (train/cli.py), it knows where the project's config folder is
+and hands the library a `Catalogue` of its options; library code never reads that folder itself.
+"""
 
 from __future__ import annotations
 
@@ -6,15 +10,17 @@ import argparse
 import sys
 
 from medtransfer import settings
+from medtransfer.configs import Catalogue
 from medtransfer.errors import MedTransferError
 
 CONF = settings.PROJECT_ROOT / "conf"
+README = settings.PROJECT_ROOT / "README.md"
+GROUPS = ("encoder", "pretrain")  # what the pretrain commands look up by name
 
 
-def _load_group(group: str) -> dict:
-    from omegaconf import OmegaConf
-
-    return {p.stem: OmegaConf.load(p) for p in sorted((CONF / group).glob("*.yaml"))}
+def catalogue() -> Catalogue:
+    """The project's encoder and pretraining-source options, for the library functions that take names."""
+    return Catalogue.from_dir(CONF, GROUPS)
 
 
 def pretrain_list(args) -> int:
@@ -24,13 +30,14 @@ def pretrain_list(args) -> int:
 
     from medtransfer.pretrain.registry import available_encoders
 
-    encoders = list(_load_group("encoder"))
+    cat = catalogue()
+    encoders = cat.names("encoder")
     table = Table(title="pretraining sources × encoders")
     table.add_column("source", no_wrap=True)
     table.add_column("kind")
     for e in encoders:
         table.add_column(e, justify="center")
-    for name, cfg in _load_group("pretrain").items():
+    for name, cfg in cat.group("pretrain").items():
         avail = available_encoders(cfg)
         table.add_row(name, str(cfg.get("kind", "")), *("✓" if avail == "all" or e in avail else "·" for e in encoders))
     console = Console()
@@ -44,7 +51,7 @@ def pretrain_fetch(args) -> int:
     """Download once (or find in the cache) and check the file as a run will load it; prints its path."""
     from medtransfer.pretrain.cache import fetch
 
-    print(fetch(args.name, args.encoder))
+    print(fetch(args.name, args.encoder, catalogue()))
     return 0
 
 
@@ -52,10 +59,21 @@ def pretrain_convert(args) -> int:
     """Prints the canonical file; which encoders it fits goes to stderr when more than one was tried."""
     from medtransfer.pretrain.convert import convert
 
-    path, fitting = convert(args.file, args.source, args.encoder, args.out, trust_pickle=args.trust_pickle)
+    path, fitting = convert(args.file, args.source, args.encoder, args.out, catalogue=catalogue(),
+                            trust_pickle=args.trust_pickle)
     if args.encoder is None:
         print(f"fits encoder(s): {', '.join(fitting)}", file=sys.stderr)
     print(path)
+    return 0
+
+
+def pretrain_docs(args) -> int:
+    """Regenerate the sources tables (pretrain/SOURCES.md, README.md's short one) from conf/pretrain."""
+    from medtransfer.pretrain import registry
+
+    sources = catalogue().group("pretrain")
+    print(registry.write_sources_md(sources, registry.SOURCES_MD))
+    print(registry.write_readme_table(README, sources))
     return 0
 
 
@@ -78,6 +96,8 @@ def main(argv=None) -> int:
     conv.add_argument("--trust-pickle", action="store_true",
                       help="allow a full (non weights-only) unpickle of a file you trust")
     conv.set_defaults(fn=pretrain_convert)
+    pre.add_parser("docs", help="regenerate the sources tables (pretrain/SOURCES.md, README.md) from the configs"
+                   ).set_defaults(fn=pretrain_docs)
     from medtransfer.analysis.cli import add_parser as add_analyze
     from medtransfer.report.cli import add_parser as add_report
 

@@ -46,6 +46,7 @@ import numpy as np
 from medtransfer import settings
 from medtransfer.data import readers
 from medtransfer.errors import DataError
+from medtransfer.hashing import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -112,19 +113,11 @@ class Decoded:
 
 
 # ------------------------------------------------------------------------------------------------ keys
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def cache_key(dataset: str, size: int, samples: Sequence, options: DecodeOptions = DecodeOptions(),
               threads: int | None = None) -> str:
     files = [p for s in samples for p in (s.image, s.mask, s.fov) if p is not None]
     with ThreadPoolExecutor(threads or _threads()) as ex:
-        digests = dict(zip(files, ex.map(_sha256, files), strict=True))
+        digests = dict(zip(files, ex.map(sha256_file, files), strict=True))
     h = hashlib.sha256()
     head = {"v": CACHE_VERSION, "dataset": dataset, "size": int(size), "decode": options.key()}
     h.update(json.dumps(head, sort_keys=True).encode())

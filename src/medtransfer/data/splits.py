@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from medtransfer.errors import ConfigError, DataError
+from medtransfer.hashing import sha256_file
 
 PARTS = ("train", "val", "test")
 _STREAM_SCHEME, _STREAM_VAL, _STREAM_NTRAIN = 0, 1, 2
@@ -49,14 +50,6 @@ def sorted_ids(ids) -> list[str]:
 
 def rng_for(seed: int, stream: int) -> np.random.Generator:
     return np.random.default_rng([int(seed), stream])
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def read_id_list(path: Path) -> list[str]:

@@ -9,11 +9,10 @@ from medtransfer.models.encoders import EncoderSpec, TimmEncoder, ViTPyramidNeck
 from medtransfer.models.factory import (
     DecoderSpec,
     SegmentationModel,
-    available_decoders,
-    available_encoders,
     build_model,
     check_combination,
     count_parameters,
+    segmentation_decoders,
 )
 from medtransfer.models.heads import FCNHead
 
@@ -25,11 +24,10 @@ __all__ = [
     "SegmentationModel",
     "TimmEncoder",
     "ViTPyramidNeck",
-    "available_decoders",
-    "available_encoders",
     "build_classifier",
     "build_model",
     "check_classifier",
     "check_combination",
     "count_parameters",
+    "segmentation_decoders",
 ]

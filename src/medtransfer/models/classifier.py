@@ -16,29 +16,15 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
+from medtransfer.configs import Catalogue
 from medtransfer.errors import ConfigError, choices_msg
 from medtransfer.models.encoders import MAX_STRIDE, EncoderSpec, TimmEncoder
-from medtransfer.models.factory import _name, available_encoders
+from medtransfer.models.factory import check_name, timm_spec
 
 # pooling → the encoder families it applies to; "auto" picks the first (the family's own recipe)
 POOLINGS: dict[str, tuple[str, ...]] = {"avg": ("cnn", "swin"), "token": ("vit",), "mean": ("vit",)}
 AUTO = {"cnn": "avg", "swin": "avg", "vit": "token"}
 HEAD_INIT_STD = 0.01  # JLiangLab's transfer benchmark: Linear weight N(0, 0.01), bias 0
-
-
-def _spec(encoder_cfg: Mapping) -> EncoderSpec:
-    names = available_encoders()
-    name = _name(encoder_cfg, "encoder")
-    if names and name not in names:
-        raise ConfigError(choices_msg("encoder", name, names))
-    enc = EncoderSpec.from_cfg(encoder_cfg)
-    import timm  # the registry only: nothing is instantiated
-
-    if not timm.is_model(enc.timm_name):
-        raise ConfigError(
-            f"encoder {enc.name!r}: timm has no model {enc.timm_name!r} (timm {timm.__version__})"
-        )
-    return enc
 
 
 def resolve_pooling(family: str, pooling: str) -> str:
@@ -55,12 +41,13 @@ def resolve_pooling(family: str, pooling: str) -> str:
 
 
 def _check(encoder_cfg: Mapping, num_outputs: int, dropout: float, image_size: int,
-           pooling: str) -> tuple[EncoderSpec, str]:
+           pooling: str, catalogue: Catalogue | None) -> tuple[EncoderSpec, str]:
     if not isinstance(num_outputs, int) or isinstance(num_outputs, bool) or num_outputs < 1:
         raise ConfigError(f"classifier num_outputs must be an integer >= 1, got {num_outputs!r}")
     if not isinstance(dropout, (int, float)) or isinstance(dropout, bool) or not 0 <= dropout < 1:
         raise ConfigError(f"classifier dropout must be a number in [0, 1), got {dropout!r}")
-    enc = _spec(encoder_cfg)
+    check_name(encoder_cfg, "encoder", catalogue.names("encoder") if catalogue else None)
+    enc = timm_spec(encoder_cfg)
     pooling = resolve_pooling(enc.family, pooling)
     # a ViT needs whole patches only; CNNs and Swin (patch merging halves the grid 3 times) reduce by 32 —
     # except ResNets, whose padded strided convs keep a >= 1-pixel map down to 16 px before the global pool
@@ -80,9 +67,10 @@ def _check(encoder_cfg: Mapping, num_outputs: int, dropout: float, image_size: i
 
 
 def check_classifier(encoder_cfg: Mapping, num_outputs: int, image_size: int, pooling: str = "auto",
-                     dropout: float = 0.0) -> None:
-    """Raise a one-line ConfigError if this classifier cannot be built. Cheap: builds nothing."""
-    _check(encoder_cfg, num_outputs, dropout, image_size, pooling)
+                     dropout: float = 0.0, catalogue: Catalogue | None = None) -> None:
+    """Raise a one-line ConfigError if this classifier cannot be built. Cheap: builds nothing. The encoder's
+    name is checked against the application's `catalogue` where one is given (as for check_combination)."""
+    _check(encoder_cfg, num_outputs, dropout, image_size, pooling, catalogue)
 
 
 class ClassificationModel(nn.Module):
@@ -150,10 +138,10 @@ class ClassificationModel(nn.Module):
 
 
 def build_classifier(encoder_cfg: Mapping, num_outputs: int, dropout: float = 0.0, image_size: int = 224,
-                     pooling: str = "auto") -> ClassificationModel:
+                     pooling: str = "auto", catalogue: Catalogue | None = None) -> ClassificationModel:
     """The classifier for an encoder config (random init; pretrained weights load afterwards into
     ``model.encoder.backbone``, exactly as for segmentation). Input: 3-channel images (grey datasets are
     expanded by the data pipeline). Raises ConfigError (before building anything) for an invalid request."""
-    enc, pooling = _check(encoder_cfg, num_outputs, dropout, image_size, pooling)
+    enc, pooling = _check(encoder_cfg, num_outputs, dropout, image_size, pooling, catalogue)
     encoder = TimmEncoder(enc, in_channels=3, image_size=image_size, output_stride=MAX_STRIDE)
     return ClassificationModel(encoder, pooling, num_outputs, float(dropout))

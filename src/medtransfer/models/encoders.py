@@ -27,6 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from medtransfer.configs import plain
 from medtransfer.errors import ConfigError
 
 FAMILIES = ("cnn", "swin", "vit")
@@ -35,15 +36,20 @@ PYRAMID_STRIDES = (4, 8, 16, 32)  # what every decoder is given (plus stride 2 w
 MAX_STRIDE = 32
 
 
-def _plain(value: Any) -> Any:
-    """OmegaConf containers → plain dict/list (resolved); anything else unchanged."""
-    try:
-        from omegaconf import DictConfig, ListConfig, OmegaConf
-    except ImportError:  # pragma: no cover - omegaconf is a dependency
-        return value
-    if isinstance(value, (DictConfig, ListConfig)):
-        return OmegaConf.to_container(value, resolve=True)
-    return value
+def spec_fields(cls, cfg: Mapping, what: str, required: tuple[str, ...]) -> dict:
+    """A yaml's fields as a plain dict, checked against the spec dataclass `cls`: the required ones are set and
+    none is unknown (a typo fails here, naming the valid fields, instead of silently keeping a default)."""
+    d = dict(plain(cfg))
+    known = {f.name for f in fields(cls)}
+    for key in required:
+        if not d.get(key):
+            raise ConfigError(f"{what} config is missing {key!r} (fields: {', '.join(sorted(known))})")
+    extra = sorted(set(d) - known)
+    if extra:
+        raise ConfigError(
+            f"{what} {d['name']!r}: unknown field(s) {', '.join(extra)}; valid fields: {', '.join(sorted(known))}"
+        )
+    return d
 
 
 @dataclass(frozen=True)
@@ -64,16 +70,7 @@ class EncoderSpec:
 
     @classmethod
     def from_cfg(cls, cfg: Mapping) -> EncoderSpec:
-        d = dict(_plain(cfg))
-        known = {f.name for f in fields(cls)}
-        for key in ("name", "timm_name", "family"):
-            if not d.get(key):
-                raise ConfigError(f"encoder config is missing {key!r} (fields: {', '.join(sorted(known))})")
-        extra = sorted(set(d) - known)
-        if extra:
-            raise ConfigError(
-                f"encoder {d['name']!r}: unknown field(s) {', '.join(extra)}; valid fields: {', '.join(sorted(known))}"
-            )
+        d = spec_fields(cls, cfg, "encoder", ("name", "timm_name", "family"))
         if d["family"] not in FAMILIES:
             raise ConfigError(
                 f"encoder {d['name']!r}: unknown family {d['family']!r}; valid choices: {', '.join(FAMILIES)}"

@@ -9,17 +9,16 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields
-from functools import cache
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from medtransfer.configs import Catalogue
 from medtransfer.errors import ConfigError, choices_msg
-from medtransfer.models.encoders import MAX_STRIDE, EncoderSpec, TimmEncoder, ViTPyramidNeck, _plain
+from medtransfer.models.encoders import MAX_STRIDE, EncoderSpec, TimmEncoder, ViTPyramidNeck, spec_fields
 from medtransfer.models.heads import FCNHead
 
 # ----------------------------------------------------------------------------------------------- decoders
@@ -114,16 +113,7 @@ class DecoderSpec:
 
     @classmethod
     def from_cfg(cls, cfg: Mapping) -> DecoderSpec:
-        d = dict(_plain(cfg))
-        known = {f.name for f in fields(cls)}
-        for key in ("name", "arch"):
-            if not d.get(key):
-                raise ConfigError(f"decoder config is missing {key!r} (fields: {', '.join(sorted(known))})")
-        extra = sorted(set(d) - known)
-        if extra:
-            raise ConfigError(
-                f"decoder {d['name']!r}: unknown field(s) {', '.join(extra)}; valid fields: {', '.join(sorted(known))}"
-            )
+        d = spec_fields(cls, cfg, "decoder", ("name", "arch"))
         if d["arch"] not in ARCHS:
             raise ConfigError(f"decoder {d['name']!r}: " + choices_msg("arch", d["arch"], ARCHS))
         if d.get("output_stride") not in (None, 8, 16, 32):
@@ -162,7 +152,6 @@ class SegmentationModel(nn.Module):
         encoder_name: str,
         decoder_name: str,
         vit_tokens: bool,
-        build_info: dict,
     ):
         super().__init__()
         self.encoder = encoder
@@ -172,7 +161,6 @@ class SegmentationModel(nn.Module):
         self.encoder_name = encoder_name
         self.decoder_name = decoder_name
         self._vit_tokens = vit_tokens  # decoder takes (4 block maps, prefix tokens): DPT
-        self.build_info = build_info  # effective output stride, atrous rates, ... (for results.json)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         feats, prefix = self.encoder(x)
@@ -222,7 +210,6 @@ def assemble(encoder: TimmEncoder, dec: DecoderSpec, num_classes: int = 1) -> Se
     arch = ARCHS[dec.arch]
     enc = encoder.spec
     requested = dec.output_stride or MAX_STRIDE
-    info: dict[str, Any] = {"requested_output_stride": requested, "output_stride": encoder.output_stride}
 
     neck = None
     channels, reductions = list(encoder.out_channels), list(encoder.reductions)
@@ -231,8 +218,6 @@ def assemble(encoder: TimmEncoder, dec: DecoderSpec, num_classes: int = 1) -> Se
             channels, reductions[-1], encoder.output_stride, in_chans_img=encoder.in_channels
         )
         channels, reductions = list(neck.out_channels), list(neck.reductions)
-        info["neck"] = "vit_simple_pyramid"
-    info["feature_strides"] = reductions[-4:]
 
     kwargs = dict(dec.kwargs)
     for key in ("decoder_channels", "intermediate_channels", "atrous_rates"):
@@ -240,8 +225,6 @@ def assemble(encoder: TimmEncoder, dec: DecoderSpec, num_classes: int = 1) -> Se
             kwargs[key] = tuple(kwargs[key])
     if "atrous_rates" in kwargs and reductions[-1] != requested:
         kwargs["atrous_rates"] = tuple(_scaled_rates(kwargs["atrous_rates"], requested, reductions[-1]))
-    if "atrous_rates" in kwargs:
-        info["atrous_rates"] = list(kwargs["atrous_rates"])
     if arch.vit_tokens and not encoder.has_prefix_tokens:
         kwargs["readout"] = "ignore"  # nothing to read out (smp warns otherwise)
     decoder = arch.cls()(**arch.structural(channels, reductions, encoder.has_prefix_tokens), **kwargs)
@@ -262,7 +245,7 @@ def assemble(encoder: TimmEncoder, dec: DecoderSpec, num_classes: int = 1) -> Se
     smp_init.initialize_head(head)
     return SegmentationModel(
         encoder, neck, decoder, head,
-        encoder_name=enc.name, decoder_name=dec.name, vit_tokens=arch.vit_tokens, build_info=info,
+        encoder_name=enc.name, decoder_name=dec.name, vit_tokens=arch.vit_tokens,
     )  # fmt: skip
 
 
@@ -272,10 +255,12 @@ def build_model(
     num_classes: int = 1,
     in_channels: int = 3,
     image_size: int = 352,
+    catalogue: Catalogue | None = None,
 ) -> SegmentationModel:
     """The segmentation model for an encoder × decoder pair (random init; pretrained weights load afterwards
-    into ``model.encoder.backbone``). Raises ConfigError (before building anything) for an invalid pair."""
-    enc, dec = _specs(encoder_cfg, decoder_cfg, image_size)
+    into ``model.encoder.backbone``). Raises ConfigError (before building anything) for an invalid pair
+    (see check_combination)."""
+    enc, dec = _specs(encoder_cfg, decoder_cfg, image_size, catalogue)
     if num_classes < 1 or in_channels < 1:
         raise ConfigError(f"num_classes ({num_classes}) and in_channels ({in_channels}) must be >= 1")
     return assemble(build_encoder(enc, dec, in_channels, image_size), dec, num_classes)
@@ -283,30 +268,12 @@ def build_model(
 
 # ----------------------------------------------------------------------------------------------- checks
 
-
-def _conf_dir() -> Path:
-    from medtransfer.settings import PROJECT_ROOT
-
-    return PROJECT_ROOT / "conf"
+NO_DECODER = "none"  # the decoder option of a classifier (its head settings), not a segmentation decoder
 
 
-@cache
-def _available(group: str) -> tuple[str, ...]:
-    folder = _conf_dir() / group
-    return tuple(sorted(p.stem for p in folder.glob("*.yaml"))) if folder.is_dir() else ()
-
-
-def available_encoders() -> tuple[str, ...]:
-    """Encoder config names (``conf/encoder/*.yaml`` stems)."""
-    return _available("encoder")
-
-
-NO_DECODER = "none"  # conf/decoder/none.yaml: a classifier's head settings, not a segmentation decoder
-
-
-def available_decoders() -> tuple[str, ...]:
-    """Segmentation decoder config names (``conf/decoder/*.yaml`` stems, without ``none``)."""
-    return tuple(n for n in _available("decoder") if n != NO_DECODER)
+def segmentation_decoders(catalogue: Catalogue) -> tuple[str, ...]:
+    """The catalogue's decoder options that build a segmentation decoder (all but ``none``)."""
+    return tuple(n for n in catalogue.names("decoder") if n != NO_DECODER)
 
 
 def _name(cfg: Mapping, what: str) -> Any:
@@ -318,34 +285,46 @@ def _name(cfg: Mapping, what: str) -> Any:
         ) from None
 
 
-def _specs(encoder_cfg: Mapping, decoder_cfg: Mapping, image_size: int) -> tuple[EncoderSpec, DecoderSpec]:
-    for cfg, what, names in (
-        (encoder_cfg, "encoder", available_encoders()),
-        (decoder_cfg, "decoder", available_decoders()),
-    ):
-        name = _name(cfg, what)
-        if names and name not in names:
-            raise ConfigError(choices_msg(what, name, names))
+def check_name(cfg: Mapping, what: str, names: tuple[str, ...] | None) -> None:
+    """ConfigError naming the valid choices if the config's name is not one of `names` (None: not checked)."""
+    name = _name(cfg, what)
+    if names is not None and name not in names:
+        raise ConfigError(choices_msg(what, name, names))
+
+
+def timm_spec(encoder_cfg: Mapping) -> EncoderSpec:
+    """The encoder's spec, whose timm architecture exists (only timm's registry is consulted, nothing built)."""
     enc = EncoderSpec.from_cfg(encoder_cfg)
-    dec = DecoderSpec.from_cfg(decoder_cfg)
-    import timm  # no model is instantiated: only the registry is consulted
+    import timm
 
     if not timm.is_model(enc.timm_name):
         raise ConfigError(
             f"encoder {enc.name!r}: timm has no model {enc.timm_name!r} (timm {timm.__version__})"
         )
+    return enc
+
+
+def _specs(encoder_cfg: Mapping, decoder_cfg: Mapping, image_size: int,
+           catalogue: Catalogue | None) -> tuple[EncoderSpec, DecoderSpec]:
+    check_name(encoder_cfg, "encoder", catalogue.names("encoder") if catalogue else None)
+    check_name(decoder_cfg, "decoder", segmentation_decoders(catalogue) if catalogue else None)
+    enc = timm_spec(encoder_cfg)
+    dec = DecoderSpec.from_cfg(decoder_cfg)
     enc.check_image_size(image_size)
     return enc, dec
 
 
-def check_combination(encoder_cfg: Mapping, decoder_cfg: Mapping, image_size: int) -> None:
+def check_combination(encoder_cfg: Mapping, decoder_cfg: Mapping, image_size: int,
+                      catalogue: Catalogue | None = None) -> None:
     """Raise ConfigError (one line, naming the valid choices) if the pair cannot be built at this size.
 
     Cheap: reads the two configs, timm's model registry and the decoder class signature; builds nothing.
-    Every encoder × decoder pair in conf/ is buildable, so what fails here is an unknown name / field /
-    timm architecture / decoder kwarg, or an image size the encoder cannot take.
+    Every encoder × decoder pair of the project's configs is buildable, so what fails here is an unknown
+    field / timm architecture / decoder kwarg, an image size the encoder cannot take, or — given the
+    application's `catalogue` — a name that is none of its options (a Hydra run composed its options from
+    the config folder, so it needs none).
     """
-    _specs(encoder_cfg, decoder_cfg, image_size)
+    _specs(encoder_cfg, decoder_cfg, image_size, catalogue)
 
 
 def count_parameters(module: nn.Module) -> dict[str, int]:

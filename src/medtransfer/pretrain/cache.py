@@ -14,42 +14,37 @@ from pathlib import Path
 
 import torch
 
-from medtransfer.errors import ConfigError, choices_msg
+from medtransfer.configs import Catalogue
+from medtransfer.errors import ConfigError
 from medtransfer.pretrain.fetch import cache_path, resolve
 from medtransfer.pretrain.load import KeyMismatch, check_file
-from medtransfer.pretrain.registry import check_pretrain, file_spec, sources
+from medtransfer.pretrain.registry import check_pretrain, file_spec
 
 IMAGE_SIZE = 224  # the size the published files were trained at; other sizes are resampled by the load anyway
 
 
-def target_backbone(encoder: str, spec: Mapping | None = None) -> torch.nn.Module:
-    """`model.encoder.backbone` as a run builds it from conf/encoder/<encoder>.yaml (with the timm kwargs the
-    source requires), on the meta device."""
-    from omegaconf import OmegaConf
+def target_backbone(encoder_cfg: Mapping, spec: Mapping | None = None) -> torch.nn.Module:
+    """`model.encoder.backbone` as a run builds it from this encoder config (with the timm kwargs the source
+    requires), on the meta device."""
+    from medtransfer.models import EncoderSpec, TimmEncoder
 
-    from medtransfer.models import EncoderSpec, TimmEncoder, available_encoders
-    from medtransfer.settings import PROJECT_ROOT
-
-    if encoder not in available_encoders():
-        raise ConfigError(choices_msg("encoder", encoder, available_encoders()))
-    enc = EncoderSpec.from_cfg(OmegaConf.load(PROJECT_ROOT / "conf" / "encoder" / f"{encoder}.yaml"))
+    enc = EncoderSpec.from_cfg(encoder_cfg)
     required = ((spec or {}).get("requires") or {}).get("timm_kwargs") or {}
     enc = dataclasses.replace(enc, timm_kwargs={**enc.timm_kwargs, **required})
     with torch.device("meta"):
         return TimmEncoder(enc, image_size=IMAGE_SIZE).backbone
 
 
-def fetch(source: str, encoder: str) -> Path:
-    """The cache path of the source's file for this encoder, downloaded at most once, checked every time."""
-    all_sources = sources()
-    if source not in all_sources:
-        raise ConfigError(choices_msg("pretrain source", source, all_sources))
-    cfg = all_sources[source]
+def fetch(source: str, encoder: str, catalogue: Catalogue) -> Path:
+    """The cache path of the source's file for this encoder, downloaded at most once, checked every time.
+    `catalogue`: the application's `pretrain` and `encoder` options (unknown names fail naming the choices)."""
+    cfg = catalogue.get("pretrain", source, "pretrain source")
+    encoder_cfg = catalogue.get("encoder", encoder)
     check_pretrain(cfg, encoder)
     spec = file_spec(cfg, encoder)
     if spec is None:
         raise ConfigError(f"pretrain={source} has no file to fetch (nothing to download)")
-    backbone = target_backbone(encoder, spec)
+    backbone = target_backbone(encoder_cfg, spec)
 
     def check(file: Path, dest: Path) -> None:
         check_file(source, encoder, spec, file, backbone, name=dest.name)

@@ -6,7 +6,7 @@ source's published hash, mapped by the source's rules and accounted key for key 
 backbone exactly as a run would, and only then written once as tensors-only safetensors + JSON record and
 copied into the cache (a temp file in the same folder, one os.replace), so no later run unpickles it again
 and a file that does not fit leaves nothing behind. For the `file` source without --encoder every encoder
-in conf/encoder is tried, and the ones it fits are returned.
+of the catalogue is tried, and the ones it fits are returned.
 """
 
 from __future__ import annotations
@@ -15,23 +15,23 @@ import os
 import shutil
 from pathlib import Path
 
-from medtransfer.errors import ConfigError, WeightsError, choices_msg
+from medtransfer.configs import Catalogue
+from medtransfer.errors import ConfigError, WeightsError
+from medtransfer.hashing import sha256_file
 from medtransfer.pretrain.cache import target_backbone
-from medtransfer.pretrain.fetch import cache_path, sha256_file, verify, weights_dir
+from medtransfer.pretrain.fetch import cache_path, verify, weights_dir
 from medtransfer.pretrain.load import KeyMismatch, canonical_state, fits
-from medtransfer.pretrain.registry import available_encoders, check_pretrain, file_spec, sources
+from medtransfer.pretrain.registry import available_encoders, check_pretrain, file_spec
 
 
 def convert(file: str | Path, source: str, encoder: str | None = None, out: str | Path | None = None, *,
-            trust_pickle: bool = False) -> tuple[Path, list[str]]:
-    """(the canonical safetensors path, or `out` holding a copy of it; the encoders the file fits)."""
+            catalogue: Catalogue, trust_pickle: bool = False) -> tuple[Path, list[str]]:
+    """(the canonical safetensors path, or `out` holding a copy of it; the encoders the file fits).
+    `catalogue`: the application's `pretrain` and `encoder` options (unknown names fail naming the choices)."""
     file = Path(file).expanduser().resolve()
     if not file.is_file():
         raise WeightsError(f"convert: {file} is not a file")
-    all_sources = sources()
-    if source not in all_sources:
-        raise ConfigError(choices_msg("pretrain source", source, all_sources))
-    cfg = all_sources[source]
+    cfg = catalogue.get("pretrain", source, "pretrain source")
     if cfg.get("kind") == "none":
         raise ConfigError(f"pretrain={source} loads no weights: nothing to convert")
     declared = cfg.get("format") is not None  # the `file` source: one format, any encoder, no cache copy
@@ -40,13 +40,14 @@ def convert(file: str | Path, source: str, encoder: str | None = None, out: str 
     if encoder is None and not declared:
         raise ConfigError(f"convert --source {source} needs --encoder; valid encoders for it: "
                           f"{', '.join(available_encoders(cfg))}")
-    tried = [encoder] if encoder else list(_model_encoders())
+    encoders = {e: catalogue.get("encoder", e) for e in ([encoder] if encoder else catalogue.names("encoder"))}
+    tried = list(encoders)
     for enc in tried:
         check_pretrain(cfg, enc)
     spec = file_spec(cfg, tried[0])
     sha = verify(file, spec, source)
     fitting: list[str] = []
-    check = _fit_check(file, source, spec, {e: target_backbone(e, spec) for e in tried}, fitting)
+    check = _fit_check(file, source, spec, {e: target_backbone(c, spec) for e, c in encoders.items()}, fitting)
     if declared:
         _, meta = canonical_state(source, encoder, spec, file, sha, trust_pickle=trust_pickle, check=check,
                                   out_dir=weights_dir(source, sha[:12]) / "canonical")
@@ -64,12 +65,6 @@ def convert(file: str | Path, source: str, encoder: str | None = None, out: str 
     out = Path(out).expanduser()
     _copy(canonical, out)
     return out, fitting
-
-
-def _model_encoders() -> tuple[str, ...]:
-    from medtransfer.models import available_encoders as encoders
-
-    return encoders()
 
 
 def _fit_check(file: Path, source: str, spec, backbones: dict, fitting: list[str]):

@@ -10,7 +10,6 @@ there (one os.replace) only after the caller's check passed: a file that does no
 
 from __future__ import annotations
 
-import hashlib
 import os
 import socket
 from collections.abc import Callable
@@ -19,6 +18,7 @@ from urllib.parse import urlparse
 
 from medtransfer import settings
 from medtransfer.errors import WeightsError
+from medtransfer.hashing import file_digest, sha256_file
 
 HF_ENDPOINT = "https://huggingface.co"
 Check = Callable[[Path, Path], object]  # (file written in full, its cache path) -> raises if it may not go there
@@ -41,25 +41,13 @@ def cache_path(source: str, encoder: str, spec) -> Path:
     return weights_dir(source, encoder) / name
 
 
-def _hash_file(path: Path, algo: str, chunk: int = 1 << 20) -> str:
-    h = hashlib.new(algo)
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
-def sha256_file(path: Path) -> str:
-    return _hash_file(path, "sha256")
-
-
 def verify(path: Path, spec, source: str) -> str:
     """Check every hash the source publishes; returns the file's sha256 (recorded in results.json)."""
     sha = sha256_file(path)
     checks = [("sha256", sha, spec.get("sha256"), len(str(spec.get("sha256") or ""))),
               ("sha256 prefix", sha, spec.get("sha256_prefix"), len(str(spec.get("sha256_prefix") or "")))]
     if spec.get("md5_prefix"):
-        checks.append(("md5 prefix", _hash_file(path, "md5"), spec["md5_prefix"], len(spec["md5_prefix"])))
+        checks.append(("md5 prefix", file_digest(path, "md5"), spec["md5_prefix"], len(spec["md5_prefix"])))
     for what, got, expected, n in checks:
         if expected and got[:n] != str(expected).lower():
             raise WeightsError(f"{path}: {what} {got[:n]} != published {expected} for pretrain={source} "

@@ -11,15 +11,13 @@ What counts as a stage for `last_n` is data (`conf/finetune/last_n.yaml`: per en
 
 from __future__ import annotations
 
-import hashlib
 import types
 from collections.abc import Mapping
 
-import torch
 from torch import nn
 
+from medtransfer.configs import plain
 from medtransfer.errors import ConfigError, choices_msg
-from medtransfer.pretrain.registry import plain
 
 STRATEGIES = {  # name → allowed config fields besides `name`
     "full": set(),
@@ -102,15 +100,6 @@ def _pin_eval(module: nn.Module) -> None:
     module.eval()
 
 
-def tensor_digest(module: nn.Module) -> str:
-    """sha256 over the state dict (names + bytes): proves in results.json that a frozen part did not move."""
-    h = hashlib.sha256()
-    for k, v in module.state_dict().items():
-        h.update(k.encode())
-        h.update(v.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
-
-
 def apply_finetune(model: nn.Module, finetune_cfg: Mapping, pretrain_record: Mapping | None = None) -> dict:
     """Set what trains; returns the record for results.json (counts, and `encoder_lr_factor` for
     `discriminative`, which the optimizer multiplies into the encoder group's LR)."""
@@ -155,6 +144,4 @@ def apply_finetune(model: nn.Module, finetune_cfg: Mapping, pretrain_record: Map
     enc_total = sum(p.numel() for p in model.encoder.parameters())
     record.update(total=total, trainable=trainable, frozen=total - trainable, encoder_trainable=enc_train,
                   encoder_frozen=enc_total - enc_train, frozen_norm_layers=len(pinned))
-    if name in ("frozen", "random_frozen"):
-        record["encoder_sha256"] = tensor_digest(model.encoder)  # compare with the end of training
     return record

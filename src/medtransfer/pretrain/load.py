@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from medtransfer.configs import plain
 from medtransfer.errors import WeightsError
 from medtransfer.pretrain.fetch import file_url, resolve, verify, weights_dir
 from medtransfer.pretrain.mapping import map_state, read_checkpoint, unwrap
@@ -27,7 +28,6 @@ from medtransfer.pretrain.registry import (
     check_pretrain,
     file_spec,
     normalisation,
-    plain,
     resolve_normalisation,
 )
 

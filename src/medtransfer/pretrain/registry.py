@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
+from medtransfer.configs import plain
 from medtransfer.errors import ConfigError
 
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
@@ -49,30 +49,6 @@ SOURCE_FIELDS = {
 }  # fmt: skip
 # where normalisation comes from, highest precedence first (resolve_normalisation; recorded in results.json)
 NORM_ORIGINS = ("override", "file", "source", "default")
-
-
-def plain(value: Any) -> Any:
-    """OmegaConf containers → plain python (resolved); anything else unchanged."""
-    try:
-        from omegaconf import DictConfig, ListConfig, OmegaConf
-    except ImportError:  # pragma: no cover - omegaconf is a dependency
-        return value
-    if isinstance(value, (DictConfig, ListConfig)):
-        return OmegaConf.to_container(value, resolve=True)
-    return value
-
-
-def conf_dir() -> Path:
-    from medtransfer.settings import PROJECT_ROOT
-
-    return PROJECT_ROOT / "conf" / "pretrain"
-
-
-def sources() -> dict[str, dict]:
-    """Every source config by name (conf/pretrain/*.yaml), as plain dicts."""
-    from omegaconf import OmegaConf
-
-    return {p.stem: plain(OmegaConf.load(p)) for p in sorted(conf_dir().glob("*.yaml"))}
 
 
 def available_encoders(pretrain_cfg: Mapping) -> list[str] | str:
@@ -198,11 +174,11 @@ def _norm_cell(cfg: Mapping) -> str:
     return "; ".join([f"{own[0]} / {own[1]}", *(f"{', '.join(e)}: {m} / {s}" for (m, s), e in groups.items())])
 
 
-def sources_markdown(all_sources: Mapping[str, Mapping] | None = None) -> str:
+def sources_markdown(all_sources: Mapping[str, Mapping]) -> str:
     """The README table of sources (provenance + caveats), generated from the configs so it cannot drift."""
     rows = ["| source | kind | data | encoders | file(s) | hash | mean/std | licence | caveats |",
             "|---|---|---|---|---|---|---|---|---|"]
-    for name, cfg in (all_sources or sources()).items():
+    for name, cfg in all_sources.items():
         encs = available_encoders(cfg)
         files, hashes = [], []
         for enc, spec in (cfg.get("files") or {}).items():
@@ -220,12 +196,12 @@ def sources_markdown(all_sources: Mapping[str, Mapping] | None = None) -> str:
     return "\n".join(rows) + "\n"
 
 
-def sources_summary_markdown(all_sources: Mapping[str, Mapping] | None = None) -> str:
+def sources_summary_markdown(all_sources: Mapping[str, Mapping]) -> str:
     """The README's short table: where each source comes from and its caveats (SOURCES.md adds URLs, hashes, normalisation, licence)."""
     from urllib.parse import urlparse
 
     rows = ["| source | kind | pretrained on | encoders | from | caveats |", "|---|---|---|---|---|---|"]
-    for name, cfg in (all_sources or sources()).items():
+    for name, cfg in all_sources.items():
         encs = available_encoders(cfg)
         hosts = []
         for spec in (cfg.get("files") or {}).values():
@@ -240,35 +216,28 @@ def sources_summary_markdown(all_sources: Mapping[str, Mapping] | None = None) -
     return "\n".join(rows) + "\n"
 
 
-README_MARKERS = ("<!-- sources:start (generated: python -m medtransfer.pretrain.registry) -->",
-                  "<!-- sources:end -->")
+README_MARKERS = ("<!-- sources:start (generated: medtransfer pretrain docs) -->", "<!-- sources:end -->")
 
 
-def write_readme_table(path: Path | None = None) -> Path:
-    """Replace the README's block between README_MARKERS with `sources_summary_markdown()`."""
-    from medtransfer.settings import PROJECT_ROOT
-
-    path = path or PROJECT_ROOT / "README.md"
+def write_readme_table(path: Path, all_sources: Mapping[str, Mapping]) -> Path:
+    """Replace the block between README_MARKERS in `path` with `sources_summary_markdown(all_sources)`."""
     text = path.read_text()
     start, end = README_MARKERS
     head, rest = text.split(start, 1)
     _, tail = rest.split(end, 1)
-    path.write_text(head + start + "\n" + sources_summary_markdown() + end + tail)
+    path.write_text(head + start + "\n" + sources_summary_markdown(all_sources) + end + tail)
     return path
 
 
-def write_sources_md(path: Path | None = None) -> Path:
-    """Regenerate src/medtransfer/pretrain/SOURCES.md (`python -m medtransfer.pretrain.registry`)."""
-    path = path or Path(__file__).with_name("SOURCES.md")
-    head = ("# Pretraining sources\n\nGenerated from `conf/pretrain/*.yaml` by `python -m medtransfer.pretrain.registry`"
+SOURCES_MD = Path(__file__).with_name("SOURCES.md")
+
+
+def write_sources_md(all_sources: Mapping[str, Mapping], path: Path) -> Path:
+    """Regenerate SOURCES.md (this folder) from every source config (`medtransfer pretrain docs`)."""
+    head = ("# Pretraining sources\n\nGenerated from `conf/pretrain/*.yaml` by `medtransfer pretrain docs`"
             " (a test fails when it is stale). \"manual\": no direct link; the loader's error names the page and the"
             " exact cache path to place the file at. mean/std: the source's own (`source_mean/std`, else ImageNet's),"
             " then the files trained with another pair (`files.<enc>.mean/std`); `pretrain.mean=[..] pretrain.std=[..]`"
             " on the command line wins over both.\n\n")
-    path.write_text(head + sources_markdown())
+    path.write_text(head + sources_markdown(all_sources))
     return path
-
-
-if __name__ == "__main__":
-    print(write_sources_md())
-    print(write_readme_table())
