@@ -93,7 +93,8 @@ def test_conf_files_match_registry_and_validate(tmp_path):
         assert cfg.get("task", "segmentation") == spec.task
         if spec.task == "classification":
             labels = list(spec.labels) if spec.labels is not None else None
-            assert "file" in cfg and cfg.label_kind == spec.label_kind and cfg.labels == labels
+            # where the data are: a file (MedMNIST .npz) or a folder (cls_tables: ChestX-ray14, csv, ...)
+            assert ("file" in cfg or "root" in cfg) and cfg.label_kind == spec.label_kind and cfg.labels == labels
             assert metrics_region(cfg) == "image"
             continue
         assert cfg.num_classes == 1

@@ -119,3 +119,40 @@ def test_a_classification_dataset_is_refused_where_masks_are_needed(tmp_path):
     with pytest.raises(ConfigError, match=r"test_also\.toy: extra test sets are scored as eval\.py does"):
         validate(_cfg(["dataset=synthetic", "encoder=r18", "decoder=unet", "pretrain=scratch", "loss=bce_dice",
                        "+dataset@test_also.toy=medmnist", f"test_also.toy.file={f}"]))
+
+
+# ---------------------------------------------------------------------- folder datasets, official layouts
+def _layouts():
+    from tests import _cls_layouts as lay
+
+    return {  # dataset → (builder(tmp) → root, extra overrides, label kind, labels)
+        "chestxray14": (lambda t: lay.make_chestxray14(t / "nih"), ["augment.test_resize=40"], "multilabel",
+                        list(lay.NIH)),
+        "chexpert": (lambda t: lay.make_chexpert(t), ["dataset.uncertain=soft", "augment=none"], "multilabel",
+                     ["Atelectasis", "Cardiomegaly", "Consolidation", "Edema", "Pleural Effusion"]),
+        "shenzhen": (lambda t: lay.make_shenzhen(t / "sz"), ["augment=flip"], "binary", ["tuberculosis"]),
+        "image_folder": (lambda t: lay.make_image_folder(t / "tree"), [], "multiclass", ["cat", "dog", "owl"]),
+        "csv": (lambda t: lay.make_csv(t / "c", labels=("a", "b", "c")), [], "multilabel", ["a", "b", "c"]),
+    }
+
+
+@pytest.mark.parametrize("name", ["chestxray14", "chexpert", "shenzhen", "image_folder", "csv"])
+def test_folder_dataset_smoke_run(tmp_path, monkeypatch, name):
+    """train.py's run on a tiny copy of each source's official layout: r18 at 32 px, one epoch."""
+    from medtransfer.train.run import run
+
+    monkeypatch.setenv(settings.RUNS_ROOT, str(tmp_path / "runs"))
+    build, extra, kind, labels = _layouts()[name]
+    root = build(tmp_path)
+    cfg = _cfg([f"dataset={name}", f"dataset.root={root}", "dataset.image_size=32", *SMOKE, "trainer.max_epochs=1",
+                "batch_size=4", *extra, "study=folders"])
+    assert "_x-data-" in Path(cfg.run_dir).parent.name  # another root than the registered place: data=<hex>
+    record = run(cfg)
+    assert record["status"] == "complete" and (record["label_kind"], record["labels"]) == (kind, labels)
+    test = record["metrics"]["test"]
+    assert test["n_cases"] == min(record["split"]["n_test"], 8) > 0  # trainer=smoke: 2 test batches of 4
+    split = json.loads((Path(cfg.run_dir) / "split.json").read_text())
+    assert split["dataset"] == name and split["counts"]["test"] == record["split"]["n_test"]
+    with open(Path(cfg.run_dir) / "test_per_image.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == test["n_cases"] and all(0 <= float(r[f"prob/{labels[0]}"]) <= 1 for r in rows)

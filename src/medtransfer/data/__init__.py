@@ -6,9 +6,11 @@ Public API used by the training code::
 
 `dataset_task(cfg)` ("segmentation" | "classification") says which DataModule a dataset config needs;
 `dataset_labels(cfg)` the label kind, names and output count of a classification one (nulls inferred).
-Importing this package registers every dataset, the MedMNIST ones (`medmnist`) included.
+Importing this package registers every dataset: the MedMNIST ones (`medmnist`), the chest X-ray sources
+(`chest`) and the generic folder ones (`cls_folders`) included.
 """
 
+from medtransfer.data import chest, cls_folders  # noqa: F401  (register the folder datasets)
 from medtransfer.data.augment import AUGMENTS, build_transform, register_augment
 from medtransfer.data.classification import ClassificationSpec, ClsDataModule, register_classification
 from medtransfer.data.config import (

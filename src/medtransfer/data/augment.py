@@ -218,3 +218,39 @@ def reseed(transform: A.Compose, seed: int) -> None:
     """One shared generator for the whole pipeline (see module docstring)."""
     seed = int(seed) % (2**32)
     transform.set_random_state(np.random.default_rng(seed), random.Random(seed))
+
+
+@register_augment("cls_benchmark")
+def _cls_benchmark(size: int | None = None, scale: Sequence[float] = (0.08, 1.0),
+                   ratio: Sequence[float] = (0.75, 4 / 3), p_hflip: float = 0.5, rotate: float = 7.0) -> list:
+    """The JLiangLab transfer-learning benchmark's training transform (torchvision there): RandomResizedCrop
+    to the working size (scale 0.08–1, ratio 3/4–4/3, bilinear), RandomHorizontalFlip, RandomRotation(7)
+    (torchvision's default nearest interpolation, zero fill). Its crop resizes, so it needs the working
+    size, which the classification DataModule passes as `size`; its evaluation half (``test_resize``,
+    ``ten_crop``: `EVAL_OPTIONS`) lives beside it in conf/augment/cls_benchmark.yaml."""
+    if size is None:
+        raise ConfigError("augment=cls_benchmark is a classification preset (its random resized crop is made "
+                          "to image_size by the classification DataModule); for segmentation choose e.g. "
+                          "augment=flip")
+    return [
+        A.RandomResizedCrop(size=(int(size), int(size)), scale=tuple(scale), ratio=tuple(ratio),
+                            interpolation=cv2.INTER_LINEAR, p=1.0),
+        A.HorizontalFlip(p=p_hflip),
+        A.Rotate(limit=(-rotate, rotate), interpolation=cv2.INTER_NEAREST, border_mode=cv2.BORDER_CONSTANT,
+                 fill=0, p=1.0),
+    ]
+
+
+#: Evaluation options an augment config may carry beside its training ops (classification only): the val and
+#: test images are resized to ``test_resize`` (null: image_size, no crop) and centre-cropped to image_size;
+#: with ``ten_crop`` the test images give torchvision's TenCrop instead and the module averages the ten
+#: probabilities (the JLiangLab benchmark: Resize(256), CenterCrop(224) at val, TenCrop(224) at test).
+EVAL_OPTIONS = {"test_resize": None, "ten_crop": False}
+
+
+def split_eval_options(augment: str | Mapping) -> tuple[str | Mapping, dict]:
+    """(the augment config without the `EVAL_OPTIONS` keys, those options with their defaults)."""
+    if not isinstance(augment, Mapping):
+        return augment, dict(EVAL_OPTIONS)
+    rest = {str(k): v for k, v in augment.items() if k not in EVAL_OPTIONS}
+    return rest, {k: augment.get(k, default) for k, default in EVAL_OPTIONS.items()}

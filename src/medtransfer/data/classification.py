@@ -1,21 +1,24 @@
-"""Image classification datasets: one labelled file per dataset, its labels checked before any compute.
+"""Image classification datasets and their DataModule: labels checked before any compute.
 
 Why a spec of its own beside the segmentation `DatasetSpec`: a classification dataset is not a folder of
-image/mask pairs but one file holding the images, the labels and the official train/val/test parts (a
-MedMNIST .npz). What the specs share is the registry (`datasets.DATASETS`: one namespace, one list of
-valid names) and the split procedure (`splits.make_split`: the same seeded, nested ``n_train`` subsets and
+image/mask pairs but labelled images with official parts — one file (a MedMNIST .npz: `ClassificationSpec`
+here) or a folder with tables (ChestX-ray14, CheXpert, Shenzhen, an image folder, a labels.csv:
+`cls_tables.TableSpec`). Both read to the same rows (`cls_facts.FileFacts`), so one `ClsDataModule` serves
+them. What the specs share with segmentation is the registry (`datasets.DATASETS`: one namespace, one list
+of valid names) and the split procedure (`splits.make_split`: the same seeded, nested ``n_train`` subsets and
 the same split.json), so low-data curves mean the same thing for both tasks.
 
-The file format is a pair of functions on the spec (``inspect``: shapes and labels only, cheap enough for
-validating every job of a sweep; ``read``: the images), so `medmnist.py` holds everything MedMNIST-specific.
-What ``dataset.label_kind`` and ``dataset.labels`` mean, and what null infers from the file, is config
-(`config.resolve_labels`).
+A MedMNIST file's format is a pair of functions on the spec (``inspect``: shapes and labels only, cheap
+enough for validating every job of a sweep; ``read``: the images), so `medmnist.py` holds everything
+MedMNIST-specific. What ``dataset.label_kind`` and ``dataset.labels`` mean, and what null infers from the
+data, is config (`config.resolve_labels`); uncertain labels and the evaluation crops are `cls_batches`.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import albumentations as A
@@ -23,10 +26,17 @@ import cv2
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
 from medtransfer import settings
-from medtransfer.data.augment import AUGMENTS, check_mean_std, parse_augment, reseed
+from medtransfer.data.augment import AUGMENTS, check_mean_std, parse_augment, reseed, split_eval_options
+from medtransfer.data.cls_batches import (
+    ClsDataset,
+    EvalView,
+    NormaliseCollate,
+    check_policy,
+    training_targets,
+)
+from medtransfer.data.cls_facts import FileFacts, Item, Official
 from medtransfer.data.config import (
     CLS_DEFAULTS,
     LabelInfo,
@@ -37,39 +47,21 @@ from medtransfer.data.config import (
 )
 from medtransfer.data.datamodule import PartLoaders
 from medtransfer.data.datasets import DATASETS, add_spec, get_spec
-from medtransfer.data.splits import GENERIC_SPLITS, FixedGroups, Split, load_split, make_split, sha256_file
+from medtransfer.data.splits import GENERIC_SPLITS, Split, load_split, make_split
 from medtransfer.errors import ConfigError, DataError
+from medtransfer.hashing import sha256_file
 
 PARTS = ("train", "val", "test")
-
-@dataclass(frozen=True)
-class FileFacts:
-    """What validation needs from a file, read without decoding its images."""
-
-    path: Path
-    image_shape: tuple[int, ...]  # (H, W, C) of every image, C = 1 (grey) or 3 (RGB)
-    labels: Mapping[str, np.ndarray]  # part → (N, L) int64
-
-    @property
-    def width(self) -> int:
-        return int(next(iter(self.labels.values())).shape[1])
-
-    def count(self, part: str) -> int:
-        return len(self.labels[part])
-
-
-@dataclass(frozen=True)
-class Item:
-    """What the split schemes read of a sample: its id and its official part."""
-
-    id: str
-    group: str
+__all__ = ["PARTS", "ClassificationSpec", "ClsDataModule", "FileFacts", "register_classification"]
 
 
 @dataclass(frozen=True)
 class ClassificationSpec:
+    """A dataset in one labelled file (MedMNIST .npz). Folder datasets are `cls_tables.TableSpec`; both give
+    the DataModule ``facts(cfg)``, ``decode(facts, cfg, size)`` and ``record(facts)``."""
+
     name: str
-    inspect: Callable[[Path], FileFacts]  # shapes and labels, no images (validation of every sweep job)
+    inspect: Callable[[Path], FileFacts]  # rows and labels, no images (validation of every sweep job)
     read: Callable[[Path], dict[str, np.ndarray]]  # part → (N, H, W[, 3]) uint8 images
     file: str | None  # relative to $MEDTRANSFER_DATA_ROOT; None: dataset.file is required
     expected: str  # what the file is, for error messages
@@ -79,10 +71,11 @@ class ClassificationSpec:
     description: str = ""
     default_split: str = "official"
     task: str = "classification"
+    fold_by_group: bool = False
 
     @property
     def all_splits(self) -> dict[str, object]:
-        return {**GENERIC_SPLITS, "official": FixedGroups(tuple((p, p) for p in PARTS))}
+        return {**GENERIC_SPLITS, "official": Official()}
 
     @property
     def defaults(self) -> dict:
@@ -112,18 +105,35 @@ class ClassificationSpec:
                               "pass dataset.file=PATH")
         return p
 
+    def facts(self, cfg: Mapping) -> FileFacts:
+        return self.inspect(self.locate(cfg))
+
     def validate(self, cfg: Mapping) -> None:
         """The file's part of `validate_dataset_cfg`: present, readable, labels as the config says."""
         if cfg.get("root"):
             raise ConfigError(f"dataset.root={cfg['root']!r}: {self.name} is a classification dataset read "
                               "from one file; pass dataset.file=PATH instead")
-        facts = self.inspect(self.locate(cfg))
-        resolve_labels(cfg, facts)
-        n_train, pool = cfg.get("n_train"), facts.count("train")
-        if cfg["split"] == "official" and cfg.get("fold") is None and n_train is not None and n_train > pool:
-            raise ConfigError(f"dataset.n_train={n_train} exceeds the {pool} training images of split "
-                              f"'official' of {self.name} ({facts.path.name}); valid range: 1..{pool} or "
-                              "null")
+        check_facts(self.name, cfg, self.facts(cfg))
+
+    def decode(self, facts: FileFacts, cfg: Mapping, size: int) -> np.ndarray:
+        """Every image of the file at `size` (bilinear, once), uint8, in row order (parts in PARTS order)."""
+        parts = self.read(facts.path)
+        rgb = facts.image_shape[2] == 3
+        out = np.empty((len(facts.ids), size, size, *((3,) if rgb else ())), np.uint8)
+        start = 0
+        for p in PARTS:
+            a = parts[p]
+            if a.shape[1:3] == (size, size):
+                out[start:start + len(a)] = a
+            else:
+                for i, img in enumerate(a):
+                    out[start + i] = cv2.resize(img, (size, size), interpolation=cv2.INTER_LINEAR)
+            start += len(a)
+        return out
+
+    def record(self, facts: FileFacts) -> dict:
+        """Which file a split indexes (its ids are rows of it): recorded in split.json and hashed with it."""
+        return {"name": facts.path.name, "sha256": sha256_file(facts.path)}
 
     def fingerprint_parts(self, cfg: Mapping) -> dict:
         """For `config.data_fingerprint`: the file, unless it is the registered one at its registered
@@ -135,6 +145,16 @@ class ClassificationSpec:
         if self.file is not None and base is not None and p == (base / self.file).resolve():
             return {}
         return {"file": str(p), "size": p.stat().st_size if p.is_file() else None}
+
+
+def check_facts(name: str, cfg: Mapping, facts: FileFacts) -> None:
+    """Labels as the config says; n_train within the official training part."""
+    resolve_labels(cfg, facts)
+    n_train, pool = cfg.get("n_train"), facts.count("train")
+    official = cfg["split"] == "official" and cfg.get("fold") is None
+    if official and n_train is not None and pool and n_train > pool:
+        raise ConfigError(f"dataset.n_train={n_train} exceeds the {pool} training images of split "
+                          f"'official' of {name} ({facts.path.name}); valid range: 1..{pool} or null")
 
 
 def register_classification(name: str, **facts) -> ClassificationSpec:
@@ -153,59 +173,45 @@ def label_counts(labels: np.ndarray, info: LabelInfo) -> list[int]:
     return [int(x) for x in np.bincount(labels[:, 0], minlength=n)]
 
 
-def file_record(path: Path) -> dict:
-    """Which file a split indexes (its ids are rows of it): recorded in split.json and hashed with it."""
-    return {"name": path.name, "sha256": sha256_file(path)}
-
-
-# ----------------------------------------------------------------------------------------- datamodule
-class ClsDataset(Dataset):
-    """Rows of the in-memory uint8 images; the training part goes through the augmentation ops, image only."""
-
-    def __init__(self, images: np.ndarray, targets: torch.Tensor, rows: list[int], ids: list[str], transform):
-        self.images, self.targets, self.transform = images, targets, transform
-        self.rows, self.ids = np.asarray(rows, dtype=np.int64), list(ids)
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def __getitem__(self, k: int) -> dict:
-        r = int(self.rows[k])
-        img = self.images[r]
-        if self.transform is not None:
-            if img.ndim == 2:  # colour ops need three channels (grey stays grey: they are equal)
-                img = np.repeat(img[:, :, None], 3, axis=2)
-            img = self.transform(image=img)["image"]
-        return {"image": img, "label": self.targets[r], "id": self.ids[k]}
-
-
-class NormaliseCollate:
-    """Stacks a batch and normalises it in one tensor op, not per item: uint8 (H, W) or (H, W, 3) arrays →
-    float32 (B, 3, H, W) with (x / 255 - mean) / std; grey broadcasts to three channels (the encoders are
-    RGB-pretrained); labels stacked; ids a list. The images are stacked by numpy: torch.stack's parallel
-    copy stalled for up to a second per batch on a busy 2-core machine, numpy's takes milliseconds."""
-
-    def __init__(self, mean: tuple[float, ...], std: tuple[float, ...]):
-        self.scale = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1) * 255.0
-        self.shift = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1) * 255.0
-
-    def __call__(self, items: list[dict]) -> dict:
-        x = torch.from_numpy(np.stack([it["image"] for it in items]))
-        x = x[:, None] if x.ndim == 3 else x.permute(0, 3, 1, 2)
-        image = torch.empty((x.shape[0], 3, *x.shape[2:]), dtype=torch.float32)
-        image.copy_(x).sub_(self.shift).div_(self.scale)  # copy_ broadcasts grey; in place: 2.5x faster
-        labels = torch.stack([it["label"] for it in items])
-        return {"image": image, "label": labels, "id": [it["id"] for it in items]}
+def check_augment(augment: str | Mapping, image_size: int) -> tuple[str, dict, dict, int]:
+    """(name, training-op parameters, evaluation options, decode size) of a classification augment config,
+    checked (one-line ConfigError; cheap, for config time too). Images are decoded at ``test_resize`` when
+    set (val/test then crop to image_size, `augment.EVAL_OPTIONS`), else at image_size."""
+    augment, options = split_eval_options(augment)
+    name, params = parse_augment(augment)
+    resize, ten = options["test_resize"], options["ten_crop"]
+    if "size" in params:
+        raise ConfigError(f"augment.size={params['size']!r}: the crop size of augment={name} is image_size; "
+                          "remove augment.size")
+    if not isinstance(ten, bool):
+        raise ConfigError(f"augment.ten_crop={ten!r}: expected true or false")
+    if resize is None:
+        if ten:
+            raise ConfigError("augment.ten_crop=true needs augment.test_resize (e.g. 256 for 224-px crops): "
+                              "the ten crops are cut from the image resized to it")
+        return name, params, options, image_size
+    crops = "size" in inspect.signature(AUGMENTS[name]).parameters
+    if isinstance(resize, bool) or not isinstance(resize, int) or resize < image_size or not crops:
+        why = (f"an integer >= image_size={image_size}" if crops else
+               f"null: augment={name} does not crop its training images to image_size (augment=cls_benchmark "
+               "does)")
+        raise ConfigError(f"augment.test_resize={resize!r}: expected {why}")
+    if ten and resize == image_size:
+        raise ConfigError(f"augment.ten_crop=true with test_resize={resize} = image_size: the ten crops "
+                          "would be five copies of the image; use test_resize > image_size or ten_crop=false")
+    return name, params, options, resize
 
 
 class ClsDataModule(PartLoaders, L.LightningDataModule):
-    """Classification counterpart of `SegDataModule`: file → labels checked → split (split.json) → images
-    decoded and resized once at setup → loaders of {"image", "label", "id"} batches.
+    """Classification counterpart of `SegDataModule`: table or file → labels checked → split (split.json)
+    → images decoded and resized once at setup → loaders of {"image", "label", "id"} batches.
 
-    Why in memory and not the segmentation cache: a MedMNIST file is small and already decoded (uint8 arrays);
-    resizing it once at setup costs less than a cache lookup, and `__getitem__` is a row view (plus the
-    augmentation ops on training rows). Batches: "image" float32 (B, 3, H, W) normalised with mean/std;
-    "label" float32 (B, L) for binary (L = 1) and multilabel, int64 (B,) class indices for multiclass.
+    Why not the segmentation cache: a MedMNIST file is small and already decoded (resizing it at setup costs
+    less than a cache lookup); folder datasets have their own decode-once cache keyed by file identity
+    (`cls_tables`: hashing 112k ChestX-ray14 files per setup would cost minutes). `__getitem__` is a row view
+    plus the augmentation ops on training rows. Batches: "image" float32 (B, 3, H, W) normalised with
+    mean/std — (B, 10, 3, H, W) for ten-crop test batches; "label" float32 (B, L) for binary (L = 1) and
+    multilabel (-1: an uncertain entry left out, `cls_batches`), int64 (B,) class indices for multiclass.
     """
 
     def __init__(self, dataset_cfg: Mapping, image_size: int, augment: str | Mapping, batch_size: int,
@@ -228,19 +234,19 @@ class ClsDataModule(PartLoaders, L.LightningDataModule):
             raise ConfigError(f"image_size={image_size!r}: expected an integer in 16..4096")
         if int(batch_size) < 1 or int(num_workers) < 0:
             raise ConfigError(f"batch_size={batch_size} must be >= 1 and num_workers={num_workers} >= 0")
-        self.augment_name, self.augment_params = parse_augment(augment)
-        self.mean, self.std = check_mean_std(mean, std)
         self.image_size, self.batch_size = int(image_size), int(batch_size)
+        self.augment_name, self.augment_params, self.eval_options, self.decode_size = check_augment(
+            augment, self.image_size)
+        self.mean, self.std = check_mean_std(mean, std)
         self.num_workers = int(num_workers)
         self.seed = int(seed)
         self.split_seed = int(self.cfg["split_seed"]) if self.cfg["split_seed"] is not None else self.seed
         self.val_on_test, self.pin_memory = bool(val_on_test), bool(pin_memory)
         self.persistent_workers = bool(persistent_workers) and self.num_workers > 0
-        self.file = self.spec.locate(self.cfg)
-        self.facts = self.spec.inspect(self.file)
+        self.facts = self.spec.facts(self.cfg)
+        self.file = self.facts.path
         self.labels_info = resolve_labels(self.cfg, self.facts)
-        counts = [self.facts.count(p) for p in PARTS]
-        self._offset = dict(zip(PARTS, np.cumsum([0, *counts[:-1]]).tolist(), strict=True))
+        self._row_of = {i: r for r, i in enumerate(self.facts.ids)}
         self._split: Split | None = None
         self._images: np.ndarray | None = None
         self.datasets: dict[str, ClsDataset] = {}
@@ -262,13 +268,13 @@ class ClsDataModule(PartLoaders, L.LightningDataModule):
         return self.labels_info.num_outputs
 
     @property
-    def native_size(self) -> int:
-        """The file's image side (MedMNIST: 28, 64, 128 or 224); resized from it to image_size at setup."""
-        return self.facts.image_shape[0]
+    def native_size(self) -> int | None:
+        """The file's image side (MedMNIST: 28, 64, 128 or 224); None for folder datasets (per image)."""
+        return self.facts.image_shape[0] if self.facts.image_shape is not None else None
 
     # ------------------------------------------------------------------------------------------- split
     def _rows(self, ids: list[str]) -> list[int]:
-        return [self._offset[part] + int(i) for part, i in (x.split("/") for x in ids)]
+        return [self._row_of[i] for i in ids]
 
     @property
     def split(self) -> Split:
@@ -278,66 +284,71 @@ class ClsDataModule(PartLoaders, L.LightningDataModule):
         return self._split
 
     def _make_split(self) -> Split:
-        items = [Item(f"{p}/{i}", p) for p in PARTS for i in range(self.facts.count(p))]
-        split = self.cfg["split"]
+        f = self.facts
+        groups = f.groups or (None,) * len(f.ids)
+        images = f.images or (None,) * len(f.ids)
+        items = [Item(*row) for row in zip(f.ids, f.parts, groups, images, strict=True)]
+        split, record = self.cfg["split"], self.spec.record(f)
         if is_split_file(split):
             s = load_split(Path(split).expanduser())
             if s.dataset and s.dataset != self.name:
                 raise ConfigError(f"dataset.split={split}: made for dataset {s.dataset!r}, not {self.name!r}")
             made_for = s.source.get("file")  # absent from a hand-written split file
-            if made_for and made_for.get("sha256") != file_record(self.file)["sha256"]:
+            if made_for and made_for.get("sha256") != record["sha256"]:
                 raise ConfigError(f"dataset.split={split}: made for file {made_for.get('name')!r} (another "
                                   f"sha256), not {self.file}")
-            known = {it.id for it in items}
-            missing = [i for part in (s.train, s.val, s.test) for i in part if i not in known]
+            missing = [i for part in (s.train, s.val, s.test) for i in part if i not in self._row_of]
             if missing:
                 raise DataError(f"{split}: {len(missing)} id(s) not in {self.file} (first: {missing[0]!r})")
             return s
-        s = make_split(self.name, split, self.spec.all_splits[split], items, self.file.parent,
-                       seed=self.split_seed, val_fraction=float(self.cfg["val_fraction"]),
-                       n_train=self.cfg["n_train"], fold=self.cfg["fold"], folds=int(self.cfg["folds"]),
-                       folds_seed=int(self.cfg["folds_seed"]))
-        labels = np.concatenate([self.facts.labels[p] for p in PARTS])
-        s.source["file"] = file_record(self.file)
-        s.source["label_counts"] = {part: label_counts(labels[self._rows(getattr(s, part))], self.labels_info)
-                                    for part in ("train", "val", "test")}
+        scheme = self.spec.all_splits[split]
+        if isinstance(scheme, Official):
+            scheme = replace(scheme, val_fraction=float(self.cfg["val_fraction"]))
+        root = self.file if self.file.is_dir() else self.file.parent
+        s = make_split(self.name, split, scheme, items, root, seed=self.split_seed,
+                       val_fraction=float(self.cfg["val_fraction"]), n_train=self.cfg["n_train"],
+                       fold=self.cfg["fold"], folds=int(self.cfg["folds"]),
+                       folds_seed=int(self.cfg["folds_seed"]), fold_groups=f.groups is not None)
+        if (isinstance(scheme, Official) and self.cfg["fold"] is None and scheme.val_fraction > 0
+                and f.groups is not None and "val" not in f.parts and "train" in f.parts):
+            s.source.update(val_carved_from_train=True, val_fraction=scheme.val_fraction,
+                            val_carved_by="patient")
+        s.source["file"] = record
+        s.source["label_counts"] = {p: label_counts(f.labels[self._rows(getattr(s, p))], self.labels_info)
+                                    for p in ("train", "val", "test")}
         return s
 
     def save_split(self, path: str | Path) -> Path:
         return self.split.save(path)
 
     # ----------------------------------------------------------------------------------- lightning hooks
-    def _decode(self) -> np.ndarray:
-        """Every image of the file at image_size (bilinear, once), uint8, one array in PARTS order."""
-        parts = self.spec.read(self.file)
-        s, rgb = self.image_size, self.facts.image_shape[2] == 3
-        out = np.empty((sum(self.facts.count(p) for p in PARTS), s, s, *((3,) if rgb else ())), np.uint8)
-        for p in PARTS:
-            a, start = parts[p], self._offset[p]
-            if a.shape[1:3] == (s, s):
-                out[start:start + len(a)] = a
-            else:
-                for i, img in enumerate(a):
-                    out[start + i] = cv2.resize(img, (s, s), interpolation=cv2.INTER_LINEAR)
-        return out
-
     def setup(self, stage: str | None = None) -> None:
         if stage not in (None, "fit", "validate", "test", "predict"):
             raise ConfigError(f"unknown stage {stage!r}; valid choices: fit, predict, test, validate")
         split = self.split
         if self._images is None:
-            self._images = self._decode()
-            labels = torch.from_numpy(np.concatenate([self.facts.labels[p] for p in PARTS]))
-            self._targets = labels[:, 0].long() if self.label_kind == "multiclass" else labels.float()
-        ops = AUGMENTS[self.augment_name](**self.augment_params)
+            self._images = self.spec.decode(self.facts, self.cfg, self.decode_size)
+            policy = check_policy(self.cfg.get("uncertain") or "ignore")
+            train_rows = np.asarray(self._rows(split.train), np.int64)
+            targets = training_targets(self.facts.labels, self.facts.uncertain, train_rows,
+                                       list(self.facts.ids), policy)
+            multiclass = self.label_kind == "multiclass"
+            self._targets = torch.from_numpy(self.facts.labels[:, 0] if multiclass else targets)
+            self._targets = self._targets.long() if multiclass else self._targets
+        fn = AUGMENTS[self.augment_name]
+        sized = {"size": self.image_size} if "size" in inspect.signature(fn).parameters else {}
+        ops = fn(**self.augment_params, **sized)
         train_t = A.Compose(ops) if ops else None
         if train_t is not None:
             reseed(train_t, self.seed)
+        crop = self.decode_size != self.image_size
+        val_view = EvalView("centre", self.image_size) if crop else None
+        test_view = EvalView("ten", self.image_size) if self.eval_options["ten_crop"] else val_view
         val_ids = split.test if self.val_on_test else split.val
-        self.datasets = {part: ClsDataset(self._images, self._targets, self._rows(ids), ids, t)
-                         for part, ids, t in (("train", split.train, train_t), ("val", val_ids, None),
-                                              ("test", split.test, None))}
+        self.datasets = {part: ClsDataset(self._images, self._targets, self._rows(ids), ids, t, view)
+                         for part, ids, t, view in (("train", split.train, train_t, None),
+                                                    ("val", val_ids, None, val_view),
+                                                    ("test", split.test, None, test_view))}
 
     def collate_fn(self):
         return NormaliseCollate(self.mean, self.std)
-

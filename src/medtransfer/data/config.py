@@ -6,16 +6,17 @@ that names the option and its valid choices — the house style of `medtransfer.
 that names runs on user-given data (`data_fingerprint`) lives here for the same reason: it runs while Hydra
 resolves the run directory, from the config and a directory listing alone.
 
-Classification datasets (`classification.py`) have their own defaults (`CLS_DEFAULTS` plus the registered
-label facts) and their own file check (`ClassificationSpec.validate`); the split and number checks here are
-shared, because both tasks split with the same `splits.make_split`. What ``dataset.label_kind`` and
-``dataset.labels`` mean, and what null infers from the file (`resolve_labels`):
+Classification datasets (`classification.py`, folder ones `cls_tables.py`) have their own defaults
+(`CLS_DEFAULTS` plus the registered label facts) and their own data check (the spec's ``validate``); the
+split and number checks here are shared, because both tasks split with the same `splits.make_split`. What
+``dataset.label_kind`` and ``dataset.labels`` mean, and what null infers from the data (`resolve_labels`):
 
 * ``label_kind``: labels of shape (N, L>1) → ``multilabel``; (N, 1) with values in {0, 1} → ``binary``;
   (N, 1) with a largest value > 1 → ``multiclass`` (classes 0..max).
 * ``labels`` (names): ``binary`` names its positive class only (label 1): one name; ``multiclass`` one name
-  per class value 0..C-1; ``multilabel`` one per column. Null → the values as strings: binary ``["1"]``,
-  otherwise ``["0", "1", ...]``.
+  per class value 0..C-1; ``multilabel`` one per column. Null → the names the data gives where it gives
+  them (folder datasets: CSV columns, class folders — of two classes read as binary, the second), else the
+  values as strings: binary ``["1"]``, otherwise ``["0", "1", ...]``.
 * Model outputs (``num_outputs``): binary 1, multilabel L, multiclass C.
 """
 
@@ -35,7 +36,7 @@ from medtransfer.data.readers import MASK_POLICIES
 from medtransfer.errors import ConfigError, choices_msg
 
 if TYPE_CHECKING:
-    from medtransfer.data.classification import FileFacts
+    from medtransfer.data.cls_facts import FileFacts
 
 DEFAULTS = {
     "root": None,
@@ -224,7 +225,7 @@ def dataset_labels(dataset_cfg) -> LabelInfo:
     spec = get_spec(cfg.get("name"))
     if spec.task != "classification":
         raise ConfigError(f"dataset {spec.name} is a {spec.task} dataset: it has no image labels")
-    return resolve_labels(cfg, spec.inspect(spec.locate(cfg)))
+    return resolve_labels(cfg, spec.facts(cfg))
 
 
 def resolve_labels(cfg: Mapping, facts: FileFacts) -> LabelInfo:
@@ -240,13 +241,13 @@ def resolve_labels(cfg: Mapping, facts: FileFacts) -> LabelInfo:
             raise ConfigError(f"dataset.labels={names!r}: expected null or a list of distinct class names")
         names = tuple(str(n) for n in names)
     width = facts.width
-    top = max((int(v.max()) for v in facts.labels.values() if v.size), default=0)
+    top = int(facts.labels.max()) if facts.labels.size else 0
     kind = kind or ("multilabel" if width > 1 else "binary" if top <= 1 else "multiclass")
     if kind != "multilabel" and width != 1:
         raise ConfigError(f"dataset.label_kind={kind}: {f} has {width} labels per image (labels "
                           f"(N, {width})); valid choices: multilabel")
     n_classes = 2 if kind != "multiclass" else len(names) if names is not None else top + 1
-    for part, values in facts.labels.items():
+    for part, values in facts.by_part().items():
         bad = values[(values < 0) | (values >= n_classes)]
         if bad.size:
             named = f", dataset.labels has {len(names)} names" if kind == "multiclass" and names else ""
@@ -256,6 +257,14 @@ def resolve_labels(cfg: Mapping, facts: FileFacts) -> LabelInfo:
         raise ConfigError(f"dataset.label_kind=multiclass: {f} has one class (all labels 0); valid choices: "
                           "binary")
     expected = {"binary": 1, "multilabel": width, "multiclass": top + 1}[kind]
+    given = facts.names  # the data's own names (CSV columns, class folders), where they fit the kind
+    if names is None and given is not None:
+        if kind == "binary" and len(given) == 2:  # two classes as one sigmoid: the second is positive
+            names = given[1:]
+        elif kind == "multiclass" and len(given) > top:
+            names, expected = given, len(given)
+        elif kind != "multiclass" and len(given) == expected:
+            names = given
     if names is None:
         return LabelInfo(kind, ("1",) if kind == "binary" else tuple(str(i) for i in range(expected)))
     if len(names) != expected:

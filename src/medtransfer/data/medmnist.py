@@ -77,11 +77,15 @@ def _inspect(path: Path, size: int, mtime_ns: int) -> FileFacts:
     if len(shapes) > 1:
         raise DataError(f"{path}: image shapes differ between parts ({', '.join(map(str, sorted(shapes)))})")
     (h, w, *c), = shapes
-    return FileFacts(path=path, image_shape=(h, w, c[0] if c else 1), labels=labels)
+    return FileFacts(path=path, ids=tuple(f"{p}/{i}" for p in PARTS for i in range(len(labels[p]))),
+                     labels=np.concatenate([labels[p] for p in PARTS]),
+                     parts=tuple(p for p in PARTS for _ in range(len(labels[p]))),
+                     image_shape=(h, w, c[0] if c else 1))
 
 
 def inspect_npz(path: Path) -> FileFacts:
-    """Array headers and labels, no images; memoised per (path, size, mtime), so a sweep reads each once."""
+    """Array headers and labels, no images; memoised per (path, size, mtime), so a sweep reads each once.
+    Rows: the train, val and test arrays in that order, ids ``<part>/<index>``."""
     st = path.stat()
     return _inspect(path, st.st_size, st.st_mtime_ns)
 
