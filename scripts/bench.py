@@ -6,6 +6,7 @@
 
 Sections: 1 `train` Lightning (SegmentationModule + Trainer) vs a bare PyTorch loop, interleaved, same
 batches/optimizer/precision; 2 `pipeline` SegDataModule images/s, cold vs warm decode cache, cache size;
+2b `cls` the classification pipeline (ClsDataModule) vs the classifier's training step at 28 and 224 px;
 3 `sweep` seconds per job beyond training in a 4-job `train.py -m` sweep; 4 `eval` eval.py images/s and the
 share in HD95/ASSD; 5 peak memory (RSS on CPU, max allocated on CUDA) in every section.
 Writes <out-dir>/results.json and <out-dir>/results.md and prints the table. See bench_*.py for the methods.
@@ -30,7 +31,7 @@ for _k, _v in {"HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline", "NO_ALBUMENTATION
 import bench_common as bc  # noqa: E402
 import bench_report  # noqa: E402
 
-SECTIONS = ("pipeline", "train", "sweep", "eval")
+SECTIONS = ("pipeline", "train", "cls", "sweep", "eval")
 # The issue's two configurations. CPU: a step of R50+U-Net 352² b8 takes ~15 s and ViT-S+DPT 224² b8 ~19 s on
 # the 2-core machine, so 1 warm-up + 3 interleaved repeats of 1 step per arm (8 steps per config, ~4.5 min
 # for both) is what fits the 10-minute budget; on CUDA 10 warm-up steps and 5 repeats of 20 steps.
@@ -57,6 +58,8 @@ def parse_args(argv=None):
     p.add_argument("--pipeline-repeats", type=int, default=None, help="warm epochs (median)")
     p.add_argument("--sweep-jobs", type=int, default=None, help="jobs in the sweep (default 4)")
     p.add_argument("--eval-model", default=None, help="encoder:decoder of the eval checkpoint (default r50:unet)")
+    p.add_argument("--cls-configs", default=None, help="classification encoder:size:batch:augment,... (default "
+                   "r18:28:128:none,r50:224:32:cls_benchmark)")
     p.add_argument("--out-dir", default=str(bc.ROOT / "bench"), help="where results.json / results.md go")
     p.add_argument("--keep", action="store_true", help="keep the temporary folder (runs, logs, caches)")
     a = p.parse_args(argv)
@@ -88,6 +91,9 @@ def resolve(a) -> None:
     a.dataset = a.dataset or ("synthetic" if a.tiny else "auto")
     a.pipeline_repeats = a.pipeline_repeats or (2 if a.tiny else 3)
     a.sweep_jobs = a.sweep_jobs or (2 if a.tiny else 4)
+    import bench_cls
+
+    a.cls_configs = bench_cls.parse(a.cls_configs or (bench_cls.TINY_CLS if a.tiny else bench_cls.DEFAULT_CLS))
     a.eval_model = a.eval_model or ("r18:unet" if a.tiny else "r50:unet")
     if a.workers is None:
         from medtransfer.train.resolvers import auto_workers
@@ -113,8 +119,9 @@ def main(argv=None) -> int:
                    "sections": a.sections, "configs": a.configs, "precisions": a.precisions, "compile": a.compile,
                    "warmup_steps": a.warmup, "steps_per_repeat": a.steps, "repeats": a.repeats,
                    "dataset": a.dataset, "num_workers": a.workers, "pipeline_repeats": a.pipeline_repeats,
-                   "sweep_jobs": a.sweep_jobs, "eval_model": a.eval_model, "tiny": a.tiny},
-               "configurations": [], "pipeline": [], "sweep": None, "eval": None, "errors": []}
+                   "sweep_jobs": a.sweep_jobs, "eval_model": a.eval_model, "tiny": a.tiny,
+                   "cls_configs": [":".join(map(str, c)) for c in a.cls_configs]},
+               "configurations": [], "pipeline": [], "classification": [], "sweep": None, "eval": None, "errors": []}
 
     def guarded(section, fn):
         try:
@@ -145,6 +152,12 @@ def main(argv=None) -> int:
                             enc, dec, size, batch, a.device, prec, comp, a.warmup, a.steps, a.repeats))
                         if r:
                             results["configurations"].append(r)
+        if "cls" in a.sections:
+            import bench_cls
+
+            results["classification"] = guarded("cls", lambda: bench_cls.bench_cls(
+                a.cls_configs, tmp / "cls", a.workers, a.pipeline_repeats, a.steps + (0 if a.tiny else 2),
+                a.tiny)) or []
         if "sweep" in a.sections:
             import bench_jobs
 

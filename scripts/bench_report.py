@@ -43,6 +43,9 @@ def goals(results: dict) -> list[dict]:
         if c.get("pipeline_vs_model") is not None:
             out.append({"goal": f"warm pipeline ≥ {GOAL_PIPELINE:g}× model ({c['name']})",
                         "value": c["pipeline_vs_model"], "met": c["pipeline_vs_model"] >= GOAL_PIPELINE})
+    for c in results.get("classification") or []:
+        out.append({"goal": f"classification pipeline ≥ {GOAL_PIPELINE:g}× model ({c['name']})",
+                    "value": c["pipeline_vs_model"], "met": c["pipeline_vs_model"] >= GOAL_PIPELINE})
     s = results.get("sweep")
     if s:
         out.append({"goal": f"sweep overhead < {GOAL_JOB_S:g} s per job ({s['jobs']} jobs, amortised, incl. the "
@@ -91,6 +94,18 @@ def markdown(r: dict) -> str:
                 f"| {p['batch_size']} | {p['num_workers']} | {_f(p['decode_images_per_s'], 1)} "
                 f"| {_f(p['cold_images_per_s'], 1)} | **{_f(p['warm_images_per_s'], 1)}** "
                 f"| {_f(p['warm_setup_s'])} | {_f(mb, 1)} | {_f(p['peak_rss_mb'], 0)} |")
+        lines.append("")
+    if r.get("classification"):
+        lines += ["### 2b. Classification: data pipeline vs the classifier's training step", "",
+                  "ClsDataModule train loader (setup decodes and resizes once) vs a bare step (forward, BCE, "
+                  "backward, Adam) of `build_classifier` on an in-memory batch, median after one warm-up.", "",
+                  "| configuration | batch | augment | workers | pipeline img/s | model img/s "
+                  "| pipeline/model (goal ≥ 3) | setup s | peak RSS MB |", "|---|---|---|---|---|---|---|---|---|"]
+        for c in r["classification"]:
+            p = c["pipeline"]
+            lines.append(f"| {c['name']} ({p['file']}, {p['n_images']} train) | {c['batch_size']} | {p['augment']} "
+                         f"| {c['num_workers']} | {_f(p['images_per_s'], 1)} | {_f(c['model']['images_per_s'], 1)} "
+                         f"| **{_f(c['pipeline_vs_model'], 1)}** | {_f(p['setup_s'])} | {_f(c['peak_rss_mb'], 0)} |")
         lines.append("")
     s = r.get("sweep")
     if s:

@@ -1,6 +1,6 @@
 """`scripts/bench.py` runs at tiny sizes and writes its results JSON + Markdown (not a timing test).
 
-Sections pipeline, train and sweep (one job); `eval` costs another child process start (~10 s of imports) and is
+Sections pipeline, train, cls and sweep (one job); `eval` costs another child process start (~10 s of imports) and is
 left to `make bench` to keep this test under a minute on 2 cores.
 """
 
@@ -24,7 +24,7 @@ def test_bench_tiny_writes_results(tmp_path):
            "MEDTRANSFER_RUNS_ROOT": str(tmp_path / "runs")}
     out = tmp_path / "bench"
     proc = subprocess.run([sys.executable, "scripts/bench.py", "--tiny", "--sweep-jobs", "1",
-                           "--sections", "pipeline,train,sweep", "--out-dir", str(out)],
+                           "--sections", "pipeline,train,cls,sweep", "--out-dir", str(out)],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     r = json.loads((out / "results.json").read_text())
@@ -40,11 +40,17 @@ def test_bench_tiny_writes_results(tmp_path):
     assert c["peak_rss_mb"] > 0 and c["device"] == r["device"]
     (p,) = r["pipeline"]
     assert p["warm_images_per_s"] > 0 and p["cold_images_per_s"] > 0 and p["cache_bytes"] > 0
+    cls = {c["name"]: c for c in r["classification"]}
+    assert set(cls) == {"r18 28px", "r18 64px"}  # MedMNIST's size and the benchmark augmentation's path
+    for c in cls.values():
+        assert c["pipeline"]["images_per_s"] > 0 and c["model"]["images_per_s"] > 0
+        assert c["pipeline_vs_model"] == pytest.approx(c["pipeline"]["images_per_s"] / c["model"]["images_per_s"], abs=0.01)
+    assert cls["r18 64px"]["pipeline"]["augment"] == "cls_benchmark"
     s = r["sweep"]
     assert s["jobs"] == 1 and s["job_overhead_s"] > 0 and s["per_job"][0]["steps"] > 0
     assert s["per_job"][0]["start_to_first_step_s"] > 0 and s["per_job"][0]["last_step_to_results_s"] > 0
     assert r["eval"] is None
-    assert {g["goal"].split(" ")[0] for g in r["goals"]} >= {"Lightning/bare", "warm", "sweep"}
+    assert {g["goal"].split(" ")[0] for g in r["goals"]} >= {"Lightning/bare", "warm", "sweep", "classification"}
     md = (out / "results.md").read_text()
-    assert "Lightning/bare" in md and m["cpu"] in md and "workers" in md
+    assert "Lightning/bare" in md and m["cpu"] in md and "workers" in md and "2b. Classification" in md
     assert "Lightning/bare" in proc.stdout  # the table is printed
