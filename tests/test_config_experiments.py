@@ -60,8 +60,23 @@ def test_grid_composes_and_validates(name, shared_data, tmp_path, monkeypatch):
     conditions = {tuple(o for o in job if not o.startswith("seed=")) for job in jobs}
     for job in sorted(conditions):
         cfg = _compose([f"experiment={name}", *job, *extra])
+        cfg = _compose([f"experiment={name}", *job, *extra, *_tiny_root(cfg.dataset.name, tmp_path)])
         place_weights(cfg)
         validate(cfg)
+
+
+def _tiny_root(dataset: str, tmp_path) -> list[str]:
+    """The chest X-ray datasets are never redistributed: a tiny copy in each official layout."""
+    from tests import _cls_layouts
+
+    make = {"chestxray14": _cls_layouts.make_chestxray14, "chexpert": _cls_layouts.make_chexpert,
+            "shenzhen": _cls_layouts.make_shenzhen}.get(dataset)
+    if make is None:
+        return []
+    root = tmp_path / dataset
+    if not root.is_dir():
+        make(root)
+    return [f"dataset.root={root}"]
 
 
 def test_paper000_trains_on_512_crops_of_640_where_the_encoder_allows(shared_data):
@@ -88,12 +103,15 @@ def test_smoke_sized_cell_trains(name, tmp_path, monkeypatch):
     from medtransfer.train.run import run
 
     monkeypatch.setenv(settings.RUNS_ROOT, str(tmp_path / "runs"))
-    cfg = _compose([f"experiment={name}", "dataset=synthetic", "trainer=smoke", "image_size=64", "batch_size=2",
+    base = _compose([f"experiment={name}"])
+    data = (["dataset=shenzhen", *_tiny_root("shenzhen", tmp_path), "augment.test_resize=72"]
+            if base.dataset.task == "classification" else ["dataset=synthetic"])
+    cfg = _compose([f"experiment={name}", *data, "trainer=smoke", "image_size=64", "batch_size=2",
                     "pretrain=scratch", "logger=none", "eval_surface=false", "trainer.max_epochs=1",
                     "trainer.max_steps=-1", "trainer.limit_train_batches=1", "trainer.limit_test_batches=1",
                     "test_also=null",  # paper 002's out-of-distribution test scores every CVC frame: tested apart
                     # crops where the paper has them (64 of a 96 frame: HRNet's 1/32 branch needs > 1 pixel)
-                    *(["image_size=96", "train_crop=64"] if _compose([f"experiment={name}"]).train_crop else [])])
+                    *(["image_size=96", "train_crop=64"] if base.train_crop else [])])
     with open_dict_no_hydra(cfg) as c:
         record = run(c)
     assert record["status"] == "complete" and record["study"] == cfg.study
@@ -145,3 +163,17 @@ def test_paper_protocols_match_their_papers_line_by_line():
     ssl14 = {"insdis", "mocov1", "mocov2", "simclrv1", "simclrv2", "byol", "pirl", "deepclusterv2", "selav2",
              "pclv1", "pclv2", "swav", "infomin", "barlowtwins"}
     assert ssl14 <= grid and {"scratch", "imagenet"} <= grid and not {"mocov3", "dino"} & grid
+    c = _compose(["experiment=paper004_classification"])  # appendix B + the benchmark's code
+    assert (c.encoder.name, c.decoder.name, c.image_size, c.batch_size) == ("r50", "none", 224, 32)
+    assert (c.optimizer._target_, c.optimizer.lr, list(c.optimizer.betas)) == ("torch.optim.Adam", 2e-4, [0.9, 0.999])
+    assert (c.schedule._target_, c.schedule.factor, c.schedule.patience) == (
+        "medtransfer.train.schedules.plateau", 0.5, 5)
+    assert (c.monitor, c.select, c.trainer.early_stopping_patience) == ("val/loss", "best", 10)
+    assert (c.augment.name, c.augment.ten_crop, c.augment.test_resize) == ("cls_benchmark", True, 256)
+    assert (c.decoder.pooling, c.decoder.dropout, c.loss._target_) == (
+        "auto", 0.0, "medtransfer.train.losses.MaskedBCEWithLogits")  # average pool → Linear; BCE
+    grid = c.hydra.sweeper.params
+    assert set(str(grid.pretrain).split(",")) == ssl14 | {"scratch", "imagenet", "inat2021"}
+    assert str(grid.dataset) == "chestxray14,chexpert,shenzhen" and str(grid.seed) == "range(10)"
+    chexpert = _compose(["experiment=paper004_classification", "dataset=chexpert"])
+    assert chexpert.dataset.uncertain == "soft" and chexpert.dataset.val_fraction == 0.1
