@@ -1,7 +1,8 @@
 """`medtransfer analyze` through its argparse hook on fabricated medtransfer checkpoints (r18 + U-Net, 64 px).
 
 The checkpoints are written the way Lightning does (state_dict with "model." prefix, hyper_parameters.cfg), so
-load_checkpoint and the --init rebuild (seed → build_model → load_pretrained) run for real.
+load_checkpoint and the --init rebuild (medtransfer.networks: seed → build_network → load_pretrained) run for
+real.
 """
 
 import argparse
@@ -105,6 +106,11 @@ def test_bad_invocations_exit_2(ckpts, tmp_path, capsys):
     assert _run([at_init, "--images", str(d / "images"), "--out", str(tmp_path)]) == 2
     assert _run([at_init, "--init", "--images", str(d / "images"), "--layers", "nope", "--out", str(tmp_path)]) == 2
     assert "unknown layer" in capsys.readouterr().err
+    # a dataset name is taken from a given checkpoint's config, never from the project's conf/ folder
+    assert _run([at_init, "--init", "--images", "kvasir_seg", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "--images kvasir_seg: neither a folder nor the dataset of a given checkpoint" in err
+    assert "valid choices: a folder of images, synthetic" in err
 
 
 def test_cli_modules_do_not_import_torch():

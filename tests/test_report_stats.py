@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from medtransfer.report import stats
+from medtransfer.runs import convergence_epoch
 
 
 def test_welch_matches_the_formula_worked_by_hand():
@@ -82,16 +83,16 @@ def test_convergence_epoch_on_a_designed_history():
                {"epoch": 2, "dice_per_image": 0.797}, {"epoch": 3, "dice_per_image": 0.80},
                {"epoch": 4, "dice_per_image": 0.75}]
     # best 0.80; within 0.5 %: ≥ 0.796 → epoch 2 (0.79 is 1.25 % short)
-    assert stats.convergence_epoch(history) == (2, 3)
-    assert stats.convergence_epoch(history, tol=0.02) == (1, 2)
-    assert stats.convergence_epoch(history, tol=0.0) == (3, 4)
+    assert convergence_epoch(history) == (2, 3)
+    assert convergence_epoch(history, tol=0.02) == (1, 2)
+    assert convergence_epoch(history, tol=0.0) == (3, 4)
 
 
 def test_convergence_uses_logged_epochs_and_skips_missing():
     history = [{"epoch": 1, "dice_per_image": 0.4}, {"epoch": 3, "dice_per_image": None},
                {"epoch": 5, "dice_per_image": 0.9}]
-    assert stats.convergence_epoch(history) == (5, 6)
-    assert stats.convergence_epoch([]) == (None, None)
+    assert convergence_epoch(history) == (5, 6)
+    assert convergence_epoch([]) == (None, None)
 
 
 def test_paired_wilcoxon_pairs_by_id():

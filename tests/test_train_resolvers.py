@@ -1,4 +1,5 @@
-from medtransfer.train.resolvers import auto_workers, condition_slug
+from medtransfer.runs import condition_slug
+from medtransfer.train.resolvers import auto_workers
 
 
 def test_slug_is_deterministic_and_names_each_axis():
@@ -101,3 +102,16 @@ def test_registered_dataset_slug_is_unchanged(tmp_path, monkeypatch):
     moved = _compose(["dataset=kvasir_seg", f"dataset.root={_folder(tmp_path / 'copy')}"])
     assert condition_slug(moved.condition).startswith(want + "_x-data-")  # elsewhere: other data
     assert condition_slug(_compose(["dataset=synthetic"]).condition).endswith("_ds-synthetic_n-all")
+
+
+def test_the_report_reads_the_slug_back():
+    """runs.parse_slug inverts runs.condition_slug (the report's fallback for run dirs without a record),
+    `extra` included; '=' in values comes back as '-' (the slug has none)."""
+    from medtransfer.runs import parse_slug
+
+    cond = {"encoder": "r50", "decoder": None, "pretrain": "moco-v3", "finetune": "full", "dataset": "kvasir_seg",
+            "n_train": 15, "fold": None, "extra": "optimizer.lr=0.01"}
+    assert parse_slug(condition_slug(cond)) == {"encoder": "r50", "pretrain": "moco-v3", "finetune": "full",
+                                                "dataset": "kvasir_seg", "n_train": "15",
+                                                "extra": "optimizer.lr-0.01"}
+    assert parse_slug(condition_slug({**cond, "n_train": None}))["n_train"] is None

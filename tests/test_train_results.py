@@ -3,7 +3,13 @@ import os
 
 import pytest
 
-from medtransfer.train.results import epochs_to_converge, read_results, write_json_atomic
+from medtransfer.files import write_json as write_json_atomic
+from medtransfer.runs import convergence_epoch
+from medtransfer.train.results import read_results
+
+
+def epochs_to_converge(history, **kw):
+    return convergence_epoch(history, **kw)[1]
 
 
 def test_epochs_to_converge_uses_logged_epochs_and_half_percent_tolerance():
@@ -14,6 +20,9 @@ def test_epochs_to_converge_uses_logged_epochs_and_half_percent_tolerance():
     assert epochs_to_converge(hist, tol=0.0) == 5
     assert epochs_to_converge([]) is None
     assert epochs_to_converge([{"epoch": 0, "dice_per_image": float("nan")}]) is None
+    # out of order and a negative best: sorted by epoch, within |best| * tol below it
+    assert convergence_epoch([{"epoch": 3, "m": -1.0}, {"epoch": 1, "m": -1.004}, {"epoch": 0, "m": -2.0}],
+                             key="m") == (1, 2)
 
 
 def test_atomic_write_never_leaves_a_partial_file(tmp_path, monkeypatch):

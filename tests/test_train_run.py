@@ -80,12 +80,12 @@ def test_smoke_fit_writes_a_complete_run_directory(smoke_run):
 
 
 def test_the_applied_normalisation_is_recorded_and_reused_by_eval(smoke_run):
-    from medtransfer.train.evaluate import load_checkpoint
+    from medtransfer.networks import load_checkpoint
 
     run_dir, record = smoke_run
     assert record["normalisation"] == {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225],
                                        "origin": "source"}
-    _, train_cfg = load_checkpoint(run_dir / "checkpoints" / "best.ckpt")
+    train_cfg = load_checkpoint(run_dir / "checkpoints" / "best.ckpt").cfg
     assert list(train_cfg.pretrain.mean) == record["normalisation"]["mean"]
     assert list(train_cfg.pretrain.std) == record["normalisation"]["std"]
 

@@ -26,7 +26,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--scratch", nargs="+", default=[], metavar="CKPT",
                    help="with --init: scratch-trained checkpoints; adds feature reuse (transfer − scratch)")
     p.add_argument("--images", required=True,
-                   help="a folder of images (or with an images/ sub-folder), or a dataset name (conf/dataset)")
+                   help="a folder of images (or with an images/ sub-folder), or the dataset name of a given "
+                   "checkpoint (its own saved config says where the data are)")
     p.add_argument("--split", default=None, help="dataset split for --images NAME (default: the training "
                    "split's test part for the training dataset, else all)")
     p.add_argument("--n-images", type=int, default=16, help="images in the batch (default 16)")

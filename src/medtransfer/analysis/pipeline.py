@@ -4,10 +4,11 @@ The comparison is only meaningful on identical inputs, so every model sees the s
 size (the first checkpoint's image_size), each normalised with its own pretraining mean/std, and both sides
 of a comparison are sampled at the same spatial positions (flatten_activations is shape-seeded).
 
-Initialisation (`--init`) is rebuilt, not stored: seed_everything(cfg.seed) → build_model → load_pretrained,
-the same calls in the same order as medtransfer.train.run. That reproduces the run's start exactly only
-with the same library versions (timm/torch init code) and the same cached pretrained file; results.json's
-`versions` records what the run used. A scratch run's init check: filter change vs init is 0 at step 0.
+Initialisation (`--init`) is rebuilt, not stored: medtransfer.networks.initial_network (seed → network →
+pretrained weights), the builder training itself uses (train/build.py). That reproduces the run's start
+exactly only with the same library versions (timm/torch init code) and the same cached pretrained file;
+results.json's `versions` records what the run used. A scratch run's init check: filter change vs init is 0
+at step 0. `--images NAME` takes the dataset from a given checkpoint's own config, never from conf/.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from medtransfer.analysis.activations import layer_activations
 from medtransfer.analysis.similarity import flatten_activations, linear_cka, pwcca
 from medtransfer.analysis.weights import feature_reuse, filter_change, layer_filter_change
 from medtransfer.errors import ConfigError
-from medtransfer.report import _io
+from medtransfer.files import write_csv
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
 
@@ -49,22 +50,9 @@ def auto_layers(model) -> list[str]:
     return names
 
 
-def rebuild_init(train_cfg):
-    """The model as it was before the first optimisation step (see module docstring for the caveats)."""
-    import lightning as L
-
-    from medtransfer.models import build_model
-    from medtransfer.pretrain import load_pretrained
-
-    L.seed_everything(int(train_cfg.seed), workers=True, verbose=False)
-    model = build_model(train_cfg.encoder, train_cfg.decoder, num_classes=int(train_cfg.dataset.num_classes),
-                        image_size=int(train_cfg.image_size))
-    load_pretrained(model, train_cfg.pretrain, train_cfg.encoder.name)
-    return model.eval()
-
-
-def load_images(source: str, n_images: int, image_size: int, train_cfg=None, split: str | None = None):
-    """(N, 3, S, S) float tensor in [0, 1] (not normalised) from a folder of images or a dataset name."""
+def load_images(source: str, n_images: int, image_size: int, configs=(), split: str | None = None):
+    """(N, 3, S, S) float tensor in [0, 1] (not normalised) from a folder of images or the name of a given
+    checkpoint's dataset (`configs`: the checkpoints' training configs, first = the reference)."""
     import torch
 
     path = Path(source)
@@ -78,28 +66,29 @@ def load_images(source: str, n_images: int, image_size: int, train_cfg=None, spl
         arrs = [np.asarray(Image.open(f).convert("RGB").resize((image_size, image_size), Image.BILINEAR))
                 for f in files]
         return torch.from_numpy(np.stack(arrs)).permute(0, 3, 1, 2).float() / 255.0
-    return _dataset_images(source, n_images, image_size, train_cfg, split)
+    return _dataset_images(source, n_images, image_size, list(configs), split)
 
 
-def _dataset_images(name: str, n_images: int, image_size: int, train_cfg, split):
+def _dataset_images(name: str, n_images: int, image_size: int, configs: list, split):
+    """Test images of a dataset named by a checkpoint's own config (where it lives, its options): library
+    code does not read the project's conf/ folder. The first checkpoint's dataset keeps its training split's
+    test part; another checkpoint's dataset gives all its images (as eval.py does out of distribution)."""
     import torch
     from omegaconf import OmegaConf
 
-    from medtransfer import settings
-    from medtransfer.data import SegDataModule
+    from medtransfer.data import ClsDataModule, SegDataModule, dataset_task
 
-    if train_cfg is not None and train_cfg.dataset.name == name:
-        cfg = OmegaConf.to_container(train_cfg.dataset, resolve=True)
-        cfg["split"] = split or cfg.get("split")
-    else:
-        f = settings.PROJECT_ROOT / "conf" / "dataset" / f"{name}.yaml"
-        if not f.is_file():
-            raise ConfigError(f"--images {name}: neither a folder nor a dataset config (conf/dataset/*.yaml)")
-        cfg = OmegaConf.to_container(OmegaConf.load(f), resolve=True)
-        cfg["split"] = split or "all"
-    seed = int(train_cfg.seed) if train_cfg is not None else 0
-    dm = SegDataModule(cfg, image_size=image_size, augment="none", batch_size=8, num_workers=0, seed=seed,
-                       mean=[0.0, 0.0, 0.0], std=[1.0, 1.0, 1.0])
+    known = [c for c in configs if c.dataset.name == name]
+    if not known:
+        names = sorted({str(c.dataset.name) for c in configs})
+        raise ConfigError(f"--images {name}: neither a folder nor the dataset of a given checkpoint "
+                          f"(valid choices: a folder of images, {', '.join(names) or 'no checkpoint given'})")
+    train_cfg = known[0]
+    cfg = OmegaConf.to_container(train_cfg.dataset, resolve=True)
+    cfg["split"] = split or (cfg.get("split") if train_cfg is configs[0] else "all")
+    module = ClsDataModule if dataset_task(cfg) == "classification" else SegDataModule
+    dm = module(cfg, image_size=image_size, augment="none", batch_size=8, num_workers=0, seed=int(train_cfg.seed),
+                mean=[0.0, 0.0, 0.0], std=[1.0, 1.0, 1.0])
     dm.prepare_data()
     dm.setup("test")
     out, n = [], 0
@@ -153,32 +142,32 @@ def run_analysis(ckpts: Sequence[str], out: str | Path, init: bool = False, scra
     """See cli.py for the modes. Returns {"similarity": rows, "filter_change": rows, "reuse": rows, files}."""
     import pandas as pd
 
-    from medtransfer.train.evaluate import load_checkpoint
+    from medtransfer.networks import initial_network, load_checkpoint
 
     if not init and (len(ckpts) != 2 or scratch):
         raise ConfigError("analyze: give two checkpoints, or checkpoints with --init (and optionally --scratch)")
     out = Path(out)
     all_ckpts = [*ckpts, *scratch]
     loaded = [load_checkpoint(c) for c in all_ckpts]  # by position: the same path may be given twice
-    first_model, first_cfg = loaded[0]
-    size = int(first_cfg.image_size)
+    first = loaded[0]
+    size = int(first.cfg.image_size)
     if images is None:
         raise ConfigError("analyze: --images DIR_or_dataset is required")
-    raw = load_images(images, n_images, size, first_cfg, split)
-    layers = list(layers) if layers else auto_layers(first_model)
-    pairs = []  # (label_a, model_a, cfg_a, label_b, model_b, cfg_b, group)
+    raw = load_images(images, n_images, size, [c.cfg for c in loaded], split)
+    layers = list(layers) if layers else auto_layers(first.model)
+    pairs = []  # (label_a, model_a, checkpoint_a, label_b, model_b, checkpoint_b, group)
     if init:
-        for i, (c, (model, cfg)) in enumerate(zip(all_ckpts, loaded)):
-            pairs.append((c, model, cfg, f"init({Path(c).name})", None, cfg,  # init rebuilt when compared
+        for i, (c, ck) in enumerate(zip(all_ckpts, loaded)):
+            pairs.append((c, ck.model, ck, f"init({Path(c).name})", None, ck,  # init rebuilt when compared
                           "scratch" if i >= len(ckpts) else "transfer" if scratch else "vs_init"))
     else:
-        (ma, ca), (mb, cb) = loaded
-        pairs.append((ckpts[0], ma, ca, ckpts[1], mb, cb, "pair"))
+        a, b = loaded
+        pairs.append((ckpts[0], a.model, a, ckpts[1], b.model, b, "pair"))
     sim_rows, fc_rows = [], []
     for k, (la, ma, ca, lb, mb, cb, group) in enumerate(pairs):
-        mb = rebuild_init(cb) if mb is None else mb
-        for r in compare_models(ma, mb, normalised(raw, ca), normalised(raw, cb), layers, max_samples, seed,
-                                batch_size):
+        mb = initial_network(cb.cfg, cb.labels) if mb is None else mb
+        for r in compare_models(ma, mb, normalised(raw, ca.cfg), normalised(raw, cb.cfg), layers, max_samples,
+                                seed, batch_size):
             sim_rows.append({"pair": k, "a": la, "b": lb, "group": group, **r})
         try:
             per_param = filter_change(_state(ma), _state(mb))
@@ -190,7 +179,7 @@ def run_analysis(ckpts: Sequence[str], out: str | Path, init: bool = False, scra
                     for name, v in pooled.items()]
     sim = pd.DataFrame(sim_rows)
     fc = pd.DataFrame(fc_rows)
-    files = [_io.write_csv(out / "similarity.csv", sim), _io.write_csv(out / "filter_change.csv", fc)]
+    files = [write_csv(out / "similarity.csv", sim), write_csv(out / "filter_change.csv", fc)]
     reuse = pd.DataFrame()
     if init and scratch:
         rows = []
@@ -200,7 +189,7 @@ def run_analysis(ckpts: Sequence[str], out: str | Path, init: bool = False, scra
             for layer, v in feature_reuse(by["transfer"], by["scratch"]).items():
                 rows.append({"measure": measure, "layer": layer, **v})
         reuse = pd.DataFrame(rows)
-        files.append(_io.write_csv(out / "feature_reuse.csv", reuse))
+        files.append(write_csv(out / "feature_reuse.csv", reuse))
     from medtransfer.analysis.report import write_markdown
 
     if init and not fc.empty and fc["rel_change"].median() > 1.2:  # unrelated random weights give ≈ √2

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from medtransfer.report import _io
+from medtransfer.files import pyplot, save_figure, write_text
 from medtransfer.report.tables import frame_markdown
 
 
 def _plot_layers(df, value_cols, layers, title, ylabel, path):
-    from medtransfer.report.plots import _plt
-
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(max(6, 0.6 * len(layers) + 2), 4))
     x = range(len(layers))
     i = 0
@@ -26,7 +24,7 @@ def _plot_layers(df, value_cols, layers, title, ylabel, path):
     ax.set_title(title)
     if i <= 8:
         ax.legend(fontsize=7)
-    return _io.save_figure(fig, path)
+    return save_figure(fig, path)
 
 
 def _short(label: str) -> str:
@@ -67,5 +65,5 @@ def write_markdown(out: Path, sim, fc, reuse, layers, n_images: int, image_size:
         md += ["## Feature reuse", "", ("Mean similarity(init, converged) of the transfer runs minus that of the "
                                          "scratch runs, per layer (Raghu et al. 2019; paper 003 Table VIII)."),
                "", frame_markdown(reuse, 3), ""]
-    files.append(_io.write_text(out / "analysis.md", "\n".join(md)))
+    files.append(write_text(out / "analysis.md", "\n".join(md)))
     return files

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from medtransfer.errors import ConfigError
-from medtransfer.report import _io, compare, plots, stats
+from medtransfer.files import write_csv, write_text
+from medtransfer.report import compare, plots, roc, stats
 from medtransfer.report.collect import dedupe, scan
 from medtransfer.report.tables import (
     TEST_SET_KEYS,
@@ -23,6 +24,7 @@ from medtransfer.report.tables import (
     fmt,
     fmt_p,
     frame_markdown,
+    group_label,
     layout,
     markdown_table,
     not_applicable_notes,
@@ -107,7 +109,7 @@ def build_report(roots: list[str | Path], out: str | Path, opts: ReportOptions |
            "applicable (footnote under each table). Tests, ranks and correlations compare groups only within one "
            f"test set ({', '.join(test_sets) + ' is a table key' if test_sets else 'one dataset here'}; eval.py "
            "sets are separate eval.<dataset>-<split> columns).", ""]
-    files.append(_io.write_csv(out / "runs.csv", df))
+    files.append(write_csv(out / "runs.csv", df))
     na_notes = not_applicable_notes(df, keys)
 
     # ---- tables + bars per metric
@@ -125,7 +127,7 @@ def build_report(roots: list[str | Path], out: str | Path, opts: ReportOptions |
             md += [f"![{m}]({rel(p)})", ""]
     import pandas as pd
 
-    files.append(_io.write_csv(out / "summary.csv", pd.concat(summary, ignore_index=True)))
+    files.append(write_csv(out / "summary.csv", pd.concat(summary, ignore_index=True)))
 
     # ---- tests against the baseline (primary metric)
     primary = metrics[0]
@@ -139,7 +141,7 @@ def build_report(roots: list[str | Path], out: str | Path, opts: ReportOptions |
         for c in ("p", "p_holm", "wilcoxon_p"):
             show[c] = [fmt_p(v) for v in show[c]]
         md += [frame_markdown(show, opts.digits), ""]
-        files.append(_io.write_csv(out / "tests.csv", tests))
+        files.append(write_csv(out / "tests.csv", tests))
     else:
         md += ["No comparison possible (the baseline group has no complete runs, or there is one group only).", ""]
 
@@ -150,7 +152,7 @@ def build_report(roots: list[str | Path], out: str | Path, opts: ReportOptions |
             "from each run's val_history."), ""]
     if not conv.empty and conv["n"].sum():
         md += [frame_markdown(conv, 2), ""]
-        files.append(_io.write_csv(out / "convergence.csv", conv))
+        files.append(write_csv(out / "convergence.csv", conv))
     p = plots.learning_curves(runs, rows + cols, fig_dir / "learning_curves.png", key=headlines[0])
     if p:
         files.append(p)
@@ -163,13 +165,29 @@ def build_report(roots: list[str | Path], out: str | Path, opts: ReportOptions |
         files.append(p)
         md += ["## Per-image Dice", "", f"![per-image Dice]({rel(p)})", ""]
 
+    # ---- ROC curves per condition (classification runs with per-case probabilities)
+    roc_rows, roc_md = [], []
+    for g, seeds in roc.cases_by_group(runs, keys).items():
+        label = group_label(g, keys)
+        p, rows_g = plots.roc_curves(seeds, label, fig_dir / f"roc_{_safe(label)}.png")
+        roc_rows += [{**dict(zip(keys, g)), **r} for r in rows_g]
+        if p:
+            files.append(p)
+            roc_md += [f"![ROC {label}]({rel(p)})", ""]
+    if roc_rows:
+        md += ["## ROC curves", "",
+               ("Per condition, test ROC curves from each run's per-case probabilities (test_per_image.csv): one "
+                "panel per label (multi-class: each class against the rest), one curve per seed with its AUROC; "
+                "panel titles: mean ± std over seeds. Values in roc_auroc.csv."), "", *roc_md]
+        files.append(write_csv(out / "roc_auroc.csv", pd.DataFrame(roc_rows)))
+
     # ---- Spearman: user scores, metric pairs
     if opts.scores:
         table, rhos, col = compare.score_correlation(df, opts.scores, primary, opts.score_column)
         md += [f"## Pretraining score vs transfer ({col} vs {primary})", ""]
         md += [f"{_rho_line('Spearman ρ', rho)} (paper 000).  " for rho in rhos]
         md += ["", frame_markdown(table.drop(columns=["spearman_rho", "spearman_p"]), opts.digits), ""]
-        files.append(_io.write_csv(out / "scores_spearman.csv", table))
+        files.append(write_csv(out / "scores_spearman.csv", table))
     if opts.correlate:
         corr = []
         for pair in opts.correlate:
@@ -179,7 +197,7 @@ def build_report(roots: list[str | Path], out: str | Path, opts: ReportOptions |
             corr += [{"metric_a": a, "metric_b": b, **r} for r in compare.metric_correlation(df, keys, a, b)]
         corr = pd.DataFrame(corr)
         md += ["## Correlations between metrics (Spearman ρ over group means)", "", frame_markdown(corr, 3), ""]
-        files.append(_io.write_csv(out / "correlations.csv", corr))
+        files.append(write_csv(out / "correlations.csv", corr))
 
     # ---- ID vs OOD
     for name in compare.eval_sets(df):
@@ -191,7 +209,7 @@ def build_report(roots: list[str | Path], out: str | Path, opts: ReportOptions |
                 "training dataset; rank_shift = id_rank - ood_rank, positive = climbs out of distribution "
                 "(paper 002). " + "; ".join(_rho_line("Spearman ρ(ID, OOD)", rho) for rho in rhos) + "."), "",
                frame_markdown(table, opts.digits), ""]
-        files.append(_io.write_csv(out / f"ood_{_safe(name)}.csv", table))
+        files.append(write_csv(out / f"ood_{_safe(name)}.csv", table))
         p = plots.rank_slope(table, keys, name, fig_dir / f"rank_shift_{_safe(name)}.png")
         if p:
             files.append(p)
@@ -207,7 +225,7 @@ def build_report(roots: list[str | Path], out: str | Path, opts: ReportOptions |
     if warnings:
         md += ["## Warnings", ""] + [f"- {w}" for w in warnings] + [""]
     md += ["## Files", ""] + [f"- `{rel(Path(f))}`" for f in files] + ["- `report.md`", ""]
-    report = _io.write_text(out / "report.md", "\n".join(md))
+    report = write_text(out / "report.md", "\n".join(md))
     return {"report": report, "files": [*files, report], "counts": counts, "warnings": warnings,
             "primary": primary, "significant": int((tests["p"] < 0.05).sum()) if not tests.empty else 0}
 

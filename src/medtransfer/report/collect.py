@@ -23,12 +23,9 @@ from pathlib import Path
 import yaml
 
 from medtransfer.errors import ConfigError, choices_msg
+from medtransfer.runs import CONFIG, HEADLINE, PER_CASE_CSV, RESULTS, parse_slug
 
-RESULTS = "results.json"
-HEADLINE = {"segmentation": "dice_per_image", "classification": "auroc"}
 SKIP_DIRS = {"checkpoints", "wandb", "eval", "predictions", "__pycache__", "lightning_logs"}
-_SLUG_KEYS = {"enc": "encoder", "dec": "decoder", "pre": "pretrain", "ft": "finetune", "ds": "dataset",
-              "n": "n_train", "fold": "fold"}  # inverse of medtransfer.train.resolvers.SLUG_KEYS
 
 
 @dataclass
@@ -57,7 +54,7 @@ class Run:
 
     @property
     def per_image_csv(self) -> Path | None:
-        p = self.run_dir / "test_per_image.csv"
+        p = self.run_dir / PER_CASE_CSV
         return p if p.is_file() else None
 
     def identity(self, by_study: bool = False) -> tuple:
@@ -83,23 +80,6 @@ def _first_line(text) -> str | None:
     return lines[-1].strip() if lines else None
 
 
-def parse_slug(name: str) -> dict:
-    """Condition slug → dict; values may contain '_'. Both spellings: enc-r50_dec-unet_..._ds-kvasir_seg_n-all
-    (current medtransfer.train.resolvers) and enc=r50_dec=unet_... (older). With '-', only the known short keys
-    start a new part (values such as moco-v3 contain '-')."""
-    if "=" in name:
-        sep, parts = "=", re.split(r"_(?=[A-Za-z][A-Za-z0-9]*=)", name)  # keys have no "_"
-    else:
-        sep, parts = "-", re.split("_(?=(?:" + "|".join(_SLUG_KEYS) + ")-)", name)
-    out = {}
-    for part in parts:
-        if sep not in part:
-            return {}
-        k, v = part.split(sep, 1)
-        out[_SLUG_KEYS.get(k, k)] = None if v == "all" and k == "n" else v
-    return out
-
-
 def _seed_from(path: Path) -> int | None:
     for part in reversed(path.parts):
         m = re.fullmatch(r"seed(\d+)", part)
@@ -111,11 +91,11 @@ def _seed_from(path: Path) -> int | None:
 def _train_config(run_dir: Path) -> dict | None:
     """The run's training config: config.yaml (resolved, written first thing by run()) or Hydra's copy.
 
-    Hydra's .hydra/config.yaml is unresolved (${encoder.name}); we resolve it with the project's resolvers when
-    they import, else fall back to the folder name (the condition slug). eval.py's own Hydra dirs have no
-    `condition` key and are therefore not mistaken for runs.
+    Hydra's .hydra/config.yaml is unresolved (${encoder.name}, ${mt.extra:}): its condition is read back from
+    the folder name instead (the condition slug, medtransfer.runs.parse_slug), which is what the job resolved
+    it to. eval.py's own Hydra dirs have no `condition` key and are therefore not mistaken for runs.
     """
-    for p in (run_dir / "config.yaml", run_dir / ".hydra" / "config.yaml"):
+    for p in (run_dir / CONFIG, run_dir / ".hydra" / CONFIG):
         if not p.is_file():
             continue
         try:
@@ -126,21 +106,9 @@ def _train_config(run_dir: Path) -> dict | None:
             continue
         cond = cfg.get("condition") or {}
         if any(isinstance(v, str) and "${" in v for v in cond.values()):
-            cfg["condition"] = _resolve_condition(p) or parse_slug(run_dir.parent.name) or cond
+            cfg["condition"] = parse_slug(run_dir.parent.name) or cond
         return cfg
     return None
-
-
-def _resolve_condition(path: Path) -> dict | None:
-    try:
-        from omegaconf import OmegaConf
-
-        import medtransfer.train.resolvers  # noqa: F401  (registers ${mt.*})
-
-        cfg = OmegaConf.load(path)
-        return OmegaConf.to_container(cfg.condition, resolve=True)
-    except Exception:  # noqa: BLE001  any resolution problem (resolver, missing key): fall back to the slug
-        return None
 
 
 def _history_from_metrics_csv(path: Path, key: str = "val/dice_per_image") -> list[dict]:
@@ -224,7 +192,7 @@ def scan(roots: list[str | Path]) -> tuple[list[Run], list[str]]:
             continue
         for dirpath, dirnames, filenames in os.walk(root):
             here = Path(dirpath)
-            is_run = RESULTS in filenames or "config.yaml" in filenames or ".hydra" in dirnames
+            is_run = RESULTS in filenames or CONFIG in filenames or ".hydra" in dirnames
             if is_run and here.resolve() not in seen_dirs:
                 run = load_run(here)
                 if run is not None:

@@ -16,6 +16,7 @@ from pathlib import Path
 from medtransfer.errors import ConfigError
 from medtransfer.report import stats
 from medtransfer.report.tables import TEST_SET_KEYS, group_label, sort_frame
+from medtransfer.runs import PER_CASE_CSV
 
 
 def parse_baseline(text: str | None) -> dict | str | None:
@@ -63,7 +64,7 @@ def per_image_dice(df, keys, column: str = "dice") -> dict[tuple, dict]:
     for g, sub in _groups(df, keys).items():
         frames = []
         for run_dir in sub["run_dir"]:
-            p = Path(run_dir) / "test_per_image.csv"
+            p = Path(run_dir) / PER_CASE_CSV
             if p.is_file():
                 f = pd.read_csv(p, dtype={"id": str})
                 if "id" in f and column in f:

@@ -3,7 +3,7 @@
 bars with seed-std error bars and the individual seeds drawn on top (n=3 bars hide too much otherwise);
 per-image Dice box plots (each image averaged over its seeds); validation learning curves (mean ± std over
 seeds per group, from results.json's val_history, or metrics.csv for runs that never finished); an ID → OOD
-slope chart for rank shifts.
+slope chart for rank shifts; per condition, the ROC curves of classification runs (report/roc.py).
 """
 
 from __future__ import annotations
@@ -13,17 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from medtransfer.report._io import save_figure
+from medtransfer.files import pyplot, save_figure
 from medtransfer.report.tables import group_label
-
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def _width(n: int) -> float:
@@ -35,7 +26,7 @@ def bars(df, agg, keys: Sequence[str], metric: str, path: Path, hue: Sequence[st
     agg = agg[agg["n"] > 0]
     if agg.empty:
         return None
-    plt = _plt()
+    plt = pyplot()
     keys, hue = list(keys), list(hue)
     xs = list(dict.fromkeys(tuple(r[k] for k in keys) for r in agg.to_dict("records")))
     hs = list(dict.fromkeys(tuple(r[k] for k in hue) for r in agg.to_dict("records"))) if hue else [()]
@@ -71,7 +62,7 @@ def per_image_box(images: dict[tuple, dict], keys: Sequence[str], path: Path, co
     groups = [(g, v) for g, v in groups if v.size]
     if not groups:
         return None
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(_width(len(groups)), 4))
     data = [v for _, v in groups]
     ax.violinplot(data, showextrema=False)
@@ -98,7 +89,7 @@ def learning_curves(runs, keys: Sequence[str], path: Path, key: str = "dice_per_
             curves.setdefault(tuple(condition_value(r.condition.get(k)) for k in keys), []).append(c)
     if not curves:
         return None
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for i, (g, cs) in enumerate(sorted(curves.items())):
         epochs = sorted(set().union(*cs))
@@ -119,7 +110,7 @@ def rank_slope(table, keys: Sequence[str], eval_name: str, path: Path) -> Path |
     t = table.dropna(subset=["id_rank", "ood_rank"])
     if t.empty:
         return None
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, max(3, 0.35 * len(t) + 1.5)))
     for i, r in enumerate(t.to_dict("records")):
         label = group_label(tuple(r[k] for k in keys), keys)
@@ -133,3 +124,45 @@ def rank_slope(table, keys: Sequence[str], eval_name: str, path: Path) -> Path |
     ax.set_ylabel("rank (1 = best)")
     ax.set_title("rank shift")
     return save_figure(fig, path)
+
+
+def roc_curves(seeds, title: str, path: Path) -> tuple[Path | None, list[dict]]:
+    """One condition's ROC figure (report/roc.py says what is drawn and why): `seeds` as from
+    roc.cases_by_group. Returns the figure (None when no label has both classes) and one row per seed and
+    label: seed, label, auroc (the annotated value), n_pos, n_neg, per_case_csv."""
+    from medtransfer.report.roc import roc_curve
+
+    labels = list(dict.fromkeys(label for _, _, cases in seeds for label in cases))
+    rows, curves = [], {label: [] for label in labels}
+    for seed, csv_path, cases in seeds:
+        for label in labels:
+            if label not in cases:
+                continue
+            scores, positive = cases[label]
+            fpr, tpr, auc = roc_curve(scores, positive)
+            rows.append({"seed": seed, "label": label, "auroc": auc, "n_pos": int(positive.sum()),
+                         "n_neg": int((~positive).sum()), "per_case_csv": str(csv_path)})
+            if fpr.size:
+                curves[label].append((seed, fpr, tpr, auc))
+    labels = [label for label in labels if curves[label]]
+    if not labels:
+        return None, rows
+    plt = pyplot()
+    ncol = min(4, len(labels))
+    nrow = -(-len(labels) // ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(3.4 * ncol, 3.4 * nrow), squeeze=False)
+    for ax in axes.flat[len(labels):]:
+        ax.set_visible(False)
+    for ax, label in zip(axes.flat, labels):
+        aucs = [c[3] for c in curves[label]]
+        for i, (seed, fpr, tpr, auc) in enumerate(curves[label]):
+            ax.plot(fpr, tpr, color=f"C{i % 10}", lw=1, label=f"seed {seed}: AUROC {auc:.3f}")
+        ax.plot([0, 1], [0, 1], ":", color="0.6", lw=0.8)
+        spread = f" ± {np.std(aucs, ddof=1):.3f}" if len(aucs) > 1 else ""
+        ax.set_title(f"{label}: AUROC {np.mean(aucs):.3f}{spread} (n={len(aucs)})", fontsize=9)
+        ax.set_xlabel("false positive rate", fontsize=8)
+        ax.set_ylabel("true positive rate", fontsize=8)
+        ax.set_aspect("equal")
+        ax.legend(fontsize=6, loc="lower right")
+    fig.suptitle(f"ROC (test): {title}", fontsize=10)
+    return save_figure(fig, path), rows

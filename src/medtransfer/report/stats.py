@@ -6,7 +6,6 @@
 - Wilcoxon signed-rank on per-image Dice paired by image id (an extra: uses the test images, not only seeds);
 - Spearman ρ between two score lists (paper 000: pretraining score vs transfer score, ρ = 0.8 at p = 0.2
   with four decoders), and the in-distribution → out-of-distribution rank shift (paper 002);
-- convergence epoch: first validation epoch within 0.5 % (relative) of the run's best Dice (papers 003/004);
 - Holm step-down adjustment, because a report tests many conditions against one baseline at once.
 
 Every function drops NaNs, says how many values it used, and returns NaN (never raises) when a test is
@@ -150,24 +149,6 @@ def rank_shift(id_scores: Sequence, ood_scores: Sequence, higher_better: bool = 
     """
     r_id, r_ood = ranks(id_scores, higher_better), ranks(ood_scores, higher_better)
     return [{"id_rank": a, "ood_rank": b, "rank_shift": a - b} for a, b in zip(r_id, r_ood)]
-
-
-def convergence_epoch(history: Sequence[Mapping], key: str = "dice_per_image", tol: float = 0.005):
-    """(epoch, epochs_to_converge): the first logged validation epoch whose `key` is >= best * (1 - tol).
-
-    `epoch` is the history entry's own (0-based, Lightning's current_epoch) number, so validation every k
-    epochs is counted right; epochs_to_converge = epoch + 1 is the number of epochs trained to get there.
-    (None, None) when the history has no usable value.
-    """
-    rows = [(h.get("epoch", i), h.get(key)) for i, h in enumerate(history or [])]
-    rows = [(int(e), float(v)) for e, v in rows if not _isnan(v) and e is not None]
-    if not rows:
-        return None, None
-    best = max(v for _, v in rows)
-    for e, v in sorted(rows):
-        if v >= best - abs(best) * tol:
-            return e, e + 1
-    return None, None  # unreachable: the best itself qualifies
 
 
 def holm(pvalues: Sequence[float]) -> list[float]:

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from medtransfer.errors import ConfigError
 from medtransfer.report import stats
 from medtransfer.report.collect import Run, condition_value
+from medtransfer.runs import convergence_epoch
 
 RUN_COLS = ["study", "seed", "status", "error", "split", "run_dir"]
 # Condition keys that decide which test set a run was scored on: a table key whenever they vary, never pooled,
@@ -78,7 +79,7 @@ def runs_frame(runs: Sequence[Run], tol: float = 0.005):
             row.update({f"eval.{name}.{k}": v for k, v in rec["metrics"].items() if isinstance(v, (int, float))})
         row.update({k: v for k, v in r.info.items() if k != "epochs_to_converge"})
         row["epochs_to_converge_recorded"] = r.info.get("epochs_to_converge")
-        epoch, n_epochs = stats.convergence_epoch(r.val_history, key=r.headline, tol=tol)
+        epoch, n_epochs = convergence_epoch(r.val_history, key=r.headline, tol=tol)
         row.update(converge_epoch=epoch, epochs_to_converge=n_epochs)
         rows.append(row)
     df = pd.DataFrame(rows)

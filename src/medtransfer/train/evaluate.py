@@ -1,7 +1,16 @@
-"""`python eval.py ckpt=... dataset=...`: any checkpoint on any dataset (in- or out-of-distribution, paper 002).
+"""`python eval.py ckpt=... dataset=...`: any checkpoint on any dataset of its task (in- or out-of-distribution,
+paper 002; a classifier on another dataset's shared labels, paper 004).
 
-A plain inference loop (no Trainer): the checkpoint carries its resolved config, so the model is rebuilt
-exactly; the dataset may differ from the training one. Writes per_image.csv and summary.json atomically.
+A plain inference loop (no Trainer): the checkpoint carries its resolved config, so the network is rebuilt
+exactly (medtransfer.networks) and the data come from the same builder as training's (train/build.py) with
+the dataset swapped. Writes per_image.csv (per case) and summary.json atomically under
+<run dir>/eval/<dataset>-<split>/.
+
+Classification matches labels by name, because datasets of one finding name and order their labels
+differently (ChestX-ray14's 14 vs CheXpert's 5 competition labels): only the labels both sides have are
+scored, in the dataset's order; the model's outputs and the dataset's labels left out are named in the
+summary and on the console. Multi-class models need the same classes (a softmax over other classes is not a
+probability of these).
 """
 
 from __future__ import annotations
@@ -13,44 +22,9 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from medtransfer.errors import ConfigError
-from medtransfer.train.results import write_json_atomic
+from medtransfer.files import write_json, write_rows
 
 log = logging.getLogger("medtransfer")
-
-
-def load_checkpoint(path: str | Path):
-    """(model in eval mode, the training config) from a medtransfer Lightning checkpoint."""
-    from medtransfer.data import dataset_task
-    from medtransfer.models import build_model
-
-    path = Path(path)
-    if path.is_dir():  # a run directory: its best checkpoint
-        path = path / "checkpoints" / "best.ckpt"
-    if not path.is_file():
-        raise ConfigError(f"ckpt={path}: no such file (give a .ckpt file or a run directory)")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - torch raises RuntimeError/EOFError/pickle errors for a bad file
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ConfigError(f"ckpt={path}: unreadable ({type(e).__name__}: {first}); the file is truncated or not "
-                          "a checkpoint: give a complete .ckpt file or a run directory") from None
-    if not isinstance(ckpt, dict):
-        raise ConfigError(f"ckpt={path}: not a medtransfer checkpoint (a {type(ckpt).__name__}, not a dict)")
-    train_cfg = (ckpt.get("hyper_parameters") or {}).get("cfg")
-    if not train_cfg:
-        raise ConfigError(f"ckpt={path}: not a medtransfer checkpoint (no hyper_parameters.cfg)")
-    train_cfg = OmegaConf.create(train_cfg)
-    if (task := dataset_task(train_cfg.dataset)) != "segmentation":
-        raise ConfigError(f"ckpt={path}: a {task} checkpoint; eval.py and analyze evaluate "
-                          "segmentation checkpoints (classification checkpoints are tested inside their job)")
-    applied = (ckpt.get("hyper_parameters") or {}).get("normalisation")
-    if applied:  # what the run applied wins over what its source config would resolve to today
-        train_cfg.pretrain.mean, train_cfg.pretrain.std = applied["mean"], applied["std"]
-    model = build_model(train_cfg.encoder, train_cfg.decoder, num_classes=int(train_cfg.dataset.num_classes),
-                        image_size=int(train_cfg.image_size))
-    state = {k[len("model."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
-    model.load_state_dict(state, strict=True)
-    return model.eval(), train_cfg
 
 
 def _device(name: str) -> torch.device:
@@ -59,44 +33,70 @@ def _device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def evaluate(cfg: DictConfig) -> dict:
-    from medtransfer.data import SegDataModule, metrics_region, validate_dataset_cfg
-    from medtransfer.metrics import SegMetrics
-    from medtransfer.pretrain import normalisation
-    from medtransfer.train.module import score_at_native_size
-    from medtransfer.train.run import write_csv_atomic
-    from medtransfer.train.tasks import merge_rows, pixel_spacing, plain_metrics, summarise_surface
-
-    model, train_cfg = load_checkpoint(cfg.ckpt)
-    dataset_cfg = OmegaConf.to_container(cfg.dataset if cfg.get("dataset") else train_cfg.dataset, resolve=True)
-    same = dataset_cfg["name"] == train_cfg.dataset.name
+def _eval_config(cfg: DictConfig, train_cfg: DictConfig) -> DictConfig:
+    """The training config with the evaluated dataset (its test part: the training split's if it is the
+    training dataset, else `all`, unless `split=` says) and test-time loading: no augmentation, no crops."""
+    dataset = OmegaConf.to_container(cfg.dataset if cfg.get("dataset") else train_cfg.dataset, resolve=True)
     if cfg.split is not None:
-        dataset_cfg["split"] = cfg.split
-    elif not same:
-        dataset_cfg["split"] = "all"
+        dataset["split"] = cfg.split
+    elif dataset["name"] != train_cfg.dataset.name:
+        dataset["split"] = "all"
+    run_cfg = OmegaConf.create(OmegaConf.to_container(train_cfg))
+    run_cfg.dataset = dataset
+    run_cfg.augment, run_cfg.train_crop, run_cfg.select = "none", None, "best"
+    run_cfg.batch_size, run_cfg.num_workers = int(cfg.batch_size), int(cfg.num_workers)
+    return run_cfg
+
+
+def evaluate(cfg: DictConfig) -> dict:
+    from medtransfer.data import dataset_task, validate_dataset_cfg
+    from medtransfer.networks import load_checkpoint
+    from medtransfer.pretrain import normalisation
+    from medtransfer.train.build import build_data
+
+    ckpt = load_checkpoint(cfg.ckpt)
+    run_cfg = _eval_config(cfg, ckpt.cfg)
+    dataset_cfg = OmegaConf.to_container(run_cfg.dataset)
     validate_dataset_cfg(dataset_cfg)
-    mean, std = normalisation(train_cfg.pretrain, train_cfg.encoder.name)
-    seed = int(train_cfg.seed)
-    dm = SegDataModule(dataset_cfg, image_size=int(train_cfg.image_size), augment="none",
-                       batch_size=int(cfg.batch_size), num_workers=int(cfg.num_workers), seed=seed, mean=mean, std=std)
+    if (task := dataset_task(dataset_cfg)) != ckpt.task:
+        raise ConfigError(f"ckpt={ckpt.path} is a {ckpt.task} checkpoint; dataset={dataset_cfg['name']} is a "
+                          f"{task} dataset: choose a {ckpt.task} dataset")
+    mean, std = normalisation(ckpt.cfg.pretrain, ckpt.cfg.encoder.name)
+    _, dm = build_data(run_cfg, mean, std)
     dm.prepare_data()
     dm.setup("test")
-    region = metrics_region(dataset_cfg)
-    in_fov = region == "fov"
-    ckpt = Path(cfg.ckpt).resolve()
-    run_dir = ckpt if ckpt.is_dir() else ckpt.parent.parent
-    out_dir = Path(cfg.out_dir) if cfg.out_dir else run_dir / "eval" / (
-        f"{dataset_cfg['name']}-{dataset_cfg['split']}")
+    run_dir = Path(cfg.ckpt).resolve() if Path(cfg.ckpt).is_dir() else ckpt.path.resolve().parent.parent
+    out_dir = Path(cfg.out_dir) if cfg.out_dir else run_dir / "eval" / f"{dataset_cfg['name']}-{dataset_cfg['split']}"
     out_dir.mkdir(parents=True, exist_ok=True)
-    device = _device(cfg.device)
-    model.to(device)
+    model = ckpt.model.to(_device(cfg.device))
+    score = _classification if task == "classification" else _segmentation
+    summary, rows, facts = score(cfg, model, dm, ckpt, dataset_cfg, out_dir)
+    record = {"ckpt": str(ckpt.path.resolve()), "task": task, "dataset": dataset_cfg["name"],
+              "split": dataset_cfg["split"], "trained_on": ckpt.cfg.dataset.name,
+              "condition": OmegaConf.to_container(ckpt.cfg.condition), "seed": int(ckpt.cfg.seed),
+              "metrics": summary, **facts, "split_detail": dm.split.to_dict()}
+    write_rows(out_dir / "per_image.csv", rows)
+    write_json(out_dir / "summary.json", record)
+    return record
+
+
+def _segmentation(cfg: DictConfig, model, dm, ckpt, dataset_cfg: dict, out_dir: Path):
+    """Per-image overlap (+ surface) metrics at native mask size, as training's test step scores them."""
+    from medtransfer.data import metrics_region
+    from medtransfer.metrics import SegMetrics
+    from medtransfer.train.module import score_at_native_size
+    from medtransfer.train.tasks import merge_rows, pixel_spacing, plain_metrics, summarise_surface
+
+    region = metrics_region(dataset_cfg)
+    spacing = pixel_spacing(dataset_cfg)
+    device = next(model.parameters()).device
     metrics, surface = SegMetrics(threshold=float(cfg.threshold)), []
     pred_dir = out_dir / "predictions"
     with torch.inference_mode():
         for batch in dm.test_dataloader():
             logits = model(batch["image"].to(device))
             preds = score_at_native_size(logits, batch, metrics, float(cfg.threshold),
-                                         surface if cfg.surface else None, in_fov, pixel_spacing(dataset_cfg))
+                                         surface if cfg.surface else None, region == "fov", spacing)
             if cfg.save_predictions:
                 from PIL import Image
 
@@ -105,25 +105,73 @@ def evaluate(cfg: DictConfig) -> dict:
                     Image.fromarray((pred * 255).astype("uint8")).save(pred_dir / f"{image_id}.png")
     summary = plain_metrics(metrics.compute())
     if cfg.surface:
-        summary.update(summarise_surface(surface, pixel_spacing(dataset_cfg)))
-    record = {"ckpt": str(ckpt), "dataset": dataset_cfg["name"], "split": dataset_cfg["split"],
-              "trained_on": train_cfg.dataset.name, "condition": OmegaConf.to_container(train_cfg.condition),
-              "seed": seed, "metrics": summary, "metrics_region": region, "split_detail": dm.split.to_dict()}
-    write_csv_atomic(out_dir / "per_image.csv", merge_rows(metrics.per_image(), surface))
-    write_json_atomic(out_dir / "summary.json", record)
+        summary.update(summarise_surface(surface, spacing))
     print(f"[medtransfer] eval {dataset_cfg['name']}/{dataset_cfg['split']}: dice_per_image="
           f"{summary['dice_per_image']:.4f} → {out_dir}")
-    return record
+    return summary, merge_rows(metrics.per_image(), surface), {"metrics_region": region}
+
+
+def match_labels(model_kind: str, model_names, data_kind: str, data_names, where: str) -> dict:
+    """How a classifier's outputs map onto a dataset's labels, by name: {kind, labels (scored, in the dataset's
+    order), outputs (model column per scored label), targets (dataset column per scored label; None for
+    multiclass: class indices), model_only, dataset_only}. One-line ConfigError when nothing can be scored."""
+    model_names, data_names = list(model_names), list(data_names)
+    if (model_kind == "multiclass") != (data_kind == "multiclass"):
+        raise ConfigError(f"{where}: a {model_kind} model ({model_names}) cannot score {data_kind} labels "
+                          f"({data_names}): multiclass models need a multiclass dataset and the other way round")
+    if model_kind == "multiclass":
+        if sorted(model_names) != sorted(data_names):
+            raise ConfigError(f"{where}: a multiclass model scores the same classes only; model classes "
+                              f"{model_names}, dataset classes {data_names}")
+        return {"kind": "multiclass", "labels": data_names, "outputs": [model_names.index(n) for n in data_names],
+                "targets": None, "model_only": [], "dataset_only": []}
+    shared = [n for n in data_names if n in model_names]
+    if not shared:
+        raise ConfigError(f"{where}: no label in common between the model's labels {model_names} and the "
+                          f"dataset's labels {data_names}")
+    return {"kind": "binary" if model_kind == data_kind == "binary" else "multilabel", "labels": shared,
+            "outputs": [model_names.index(n) for n in shared], "targets": [data_names.index(n) for n in shared],
+            "model_only": [n for n in model_names if n not in shared],
+            "dataset_only": [n for n in data_names if n not in shared]}
+
+
+def _classification(cfg: DictConfig, model, dm, ckpt, dataset_cfg: dict, out_dir: Path):
+    """Per-case probabilities of the labels the model and the dataset share (match_labels) → ClsMetrics."""
+    from medtransfer.metrics import ClsMetrics
+    from medtransfer.train.tasks import plain_metrics
+
+    where = f"ckpt={ckpt.path} on dataset={dataset_cfg['name']}"
+    m = match_labels(ckpt.labels.kind, ckpt.labels.names, dm.label_kind, dm.label_names, where)
+    device = next(model.parameters()).device
+    metrics = ClsMetrics(m["kind"], m["labels"], threshold=float(cfg.threshold))
+    with torch.inference_mode():
+        for batch in dm.test_dataloader():
+            logits = model(batch["image"].to(device)).float()
+            probs = torch.softmax(logits, dim=1) if m["kind"] == "multiclass" else torch.sigmoid(logits)
+            target = batch["label"] if m["targets"] is None else batch["label"][:, m["targets"]]
+            metrics.update(probs[:, m["outputs"]].cpu(), target, batch.get("id"))
+    summary = plain_metrics(metrics.compute())
+    dropped = [f"model only: {', '.join(m['model_only'])}" if m["model_only"] else "",
+               f"dataset only: {', '.join(m['dataset_only'])}" if m["dataset_only"] else ""]
+    dropped = "; ".join(d for d in dropped if d)
+    print(f"[medtransfer] eval {dataset_cfg['name']}/{dataset_cfg['split']}: auroc={summary['auroc']:.4f} on "
+          f"{len(m['labels'])} shared label(s) {m['labels']}" + (f" (not scored: {dropped})" if dropped else "")
+          + f" → {out_dir}")
+    facts = {"labels": m["labels"], "label_kind": m["kind"],
+             "labels_not_scored": {"model_only": m["model_only"], "dataset_only": m["dataset_only"]}}
+    return summary, metrics.per_case(), facts
 
 
 def evaluate_also(cfg: DictConfig, ckpt: str | Path) -> dict:
     """`test_also`: each extra test set scored by `evaluate` on the job's selected checkpoint, so in- and
-    out-of-distribution results come from one command (paper 002). Returns {name: {dataset, split, metrics}}."""
+    out-of-distribution results come from one command (paper 002). Returns {name: {dataset, split, metrics,
+    and metrics_region (segmentation) or the scored labels (classification)}}."""
     out = {}
     for name, dataset in (cfg.get("test_also") or {}).items():
         record = evaluate(OmegaConf.create({
             "ckpt": str(ckpt), "dataset": OmegaConf.to_container(dataset, resolve=True), "split": None,
             "batch_size": int(cfg.batch_size), "num_workers": int(cfg.num_workers), "threshold": float(cfg.threshold),
             "surface": bool(cfg.eval_surface), "save_predictions": False, "out_dir": None, "device": "auto"}))
-        out[str(name)] = {k: record[k] for k in ("dataset", "split", "metrics", "metrics_region")}
+        out[str(name)] = {k: record[k] for k in ("dataset", "split", "metrics", "metrics_region", "labels")
+                          if k in record}
     return out

@@ -64,11 +64,14 @@ class TaskModule(L.LightningModule):
 
     def __init__(self, model: torch.nn.Module, loss: torch.nn.Module, optimizer: Callable, schedule: Callable,
                  encoder_lr_factor: float = 1.0, monitor: str = "val/dice_per_image", cfg: dict | None = None,
-                 channels_last: bool = False, normalisation: dict | None = None):
+                 channels_last: bool = False, normalisation: dict | None = None, labels: dict | None = None):
         super().__init__()
         # the resolved config travels inside every checkpoint: eval.py rebuilds the model from it, and feeds
-        # it the mean/std this run applied (whatever the source's defaults become later)
-        self.save_hyperparameters({"cfg": cfg or {}, "normalisation": normalisation})
+        # it the mean/std this run applied (whatever the source's defaults become later); a classifier's
+        # label kind and names too (its head's size; eval.py matches labels by name; an inferred kind is in
+        # no config)
+        self.save_hyperparameters({"cfg": cfg or {}, "normalisation": normalisation,
+                                   **({"labels": labels} if labels else {})})
         self.model, self.loss = model, loss
         self.optimizer_factory, self.schedule_factory = optimizer, schedule
         self.encoder_lr_factor, self.monitor = encoder_lr_factor, monitor

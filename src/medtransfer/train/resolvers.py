@@ -1,25 +1,17 @@
 """OmegaConf resolvers (`${mt.*:}`) that keep machine facts out of the YAML and make run paths deterministic.
 
-Registered on import of `medtransfer.train`, before Hydra composes anything.
+Registered on import of `medtransfer.train`, before Hydra composes anything. The slug itself is the run-directory
+contract (medtransfer.runs), shared with the report that reads it back.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
-import re
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
 
 from medtransfer import settings
-
-# the order and short keys of the condition slug: enc-r50_dec-unet_pre-imagenet_ft-full_ds-kvasir_seg_n-all.
-# No "=" in it (design.md had one): Hydra's override grammar rejects "=" in values, so `eval.py ckpt=<run dir>`
-# would need quoting.
-SLUG_KEYS = {"encoder": "enc", "decoder": "dec", "pretrain": "pre", "finetune": "ft", "dataset": "ds",
-             "n_train": "n", "fold": "fold", "extra": "x"}
-OPTIONAL_KEYS = {"fold", "extra", "decoder"}
-MAX_SLUG = 160  # left out of the slug when null
+from medtransfer.runs import condition_slug
 
 # Command-line overrides that do not change what is being measured: they never enter the condition.
 # Everything else a user overrides (optimizer.lr=..., image_size=..., augment=...) does, so `-m optimizer.lr=a,b`
@@ -31,24 +23,6 @@ NOT_CONDITION = ("seed", "study", "experiment", "logger", "launcher", "hydra", "
                  "trainer", "trainer.accelerator", "trainer.devices", "trainer.strategy",
                  "trainer.enable_progress_bar", "trainer.log_every_n_steps", "trainer.num_nodes")
 CONDITION_AXES = ("encoder", "decoder", "pretrain", "finetune", "dataset", "dataset.n_train", "dataset.fold")
-
-
-def condition_slug(condition) -> str:
-    """A filesystem-safe, deterministic name for a condition; equal conditions give equal paths."""
-    if isinstance(condition, DictConfig):
-        condition = OmegaConf.to_container(condition, resolve=True)
-    parts = []
-    for key, short in SLUG_KEYS.items():
-        value = condition.get(key)
-        if key in OPTIONAL_KEYS and value is None:
-            continue
-        parts.append(f"{short}-{'all' if value is None else value}")
-    extra = sorted(k for k in condition if k not in SLUG_KEYS)
-    parts += [f"{k}-{condition[k]}" for k in extra]
-    slug = re.sub(r"[^A-Za-z0-9._+-]", "-", "_".join(parts))
-    if len(slug) > MAX_SLUG:  # file names stop at 255 bytes (e.g. a checkpoint path in extra): keep it unique
-        slug = f"{slug[:MAX_SLUG - 13]}-{hashlib.sha256(slug.encode()).hexdigest()[:12]}"
-    return slug
 
 
 def condition_extra(overrides: list[str] | None = None, _root_=None) -> str | None:

@@ -6,7 +6,6 @@ The run directory is deterministic (runs/<study>/<condition>/seed<k>/): a comple
 
 from __future__ import annotations
 
-import csv
 import logging
 import os
 import socket
@@ -20,13 +19,9 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from medtransfer.errors import ConfigError, NotApplicable, RunInUse
-from medtransfer.train.results import (
-    RESULTS,
-    base_record,
-    epochs_to_converge,
-    read_results,
-    write_json_atomic,
-)
+from medtransfer.files import write_json, write_rows
+from medtransfer.runs import PER_CASE_CSV, RESULTS, convergence_epoch
+from medtransfer.train.results import base_record, read_results
 from medtransfer.train.validate import validate
 
 log = logging.getLogger("medtransfer")
@@ -81,19 +76,6 @@ def _finish_wandb() -> None:
 
         if wandb.run is not None:
             wandb.finish()
-
-
-def write_csv_atomic(path: Path, rows: list[dict]) -> None:
-    """Per-case rows (columns: the union of the rows' keys, in first-seen order) → CSV, via a temp file."""
-    if not rows:
-        return
-    fields = list(dict.fromkeys(k for r in rows for k in r))
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=fields)
-        w.writeheader()
-        w.writerows(rows)
-    tmp.replace(path)
 
 
 def _intact(ckpt: Path) -> bool:
@@ -183,7 +165,7 @@ def _not_applicable(cfg: DictConfig, run_dir: Path, reason: str) -> dict:
     record = base_record(cfg_dict, cfg.study, int(cfg.seed))
     record.update(status="not_applicable", error=reason)
     _make_dir(run_dir)
-    write_json_atomic(run_dir / RESULTS, record)
+    write_json(run_dir / RESULTS, record)
     log.info("not applicable: %s (%s)", run_dir, reason)
     return record
 
@@ -230,7 +212,7 @@ def _run_claimed(cfg: DictConfig, run_dir: Path) -> dict:
     finally:
         record["wall_time_s"] = time.time() - t0
         if _rank_zero():
-            write_json_atomic(run_dir / RESULTS, record)
+            write_json(run_dir / RESULTS, record)
             if record.get("status") == "complete" and drop_last:
                 _drop_resume_point(run_dir / "checkpoints" / "last.ckpt")
         _finish_wandb()
@@ -256,29 +238,22 @@ def _check_selection(cfg: DictConfig, dm, select: str) -> bool:
 
 
 def _fit_and_test(cfg: DictConfig, cfg_dict: dict, run_dir: Path) -> dict:
-    import hydra
     import lightning as L
     import torch
     from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
 
     from medtransfer.models import count_parameters
-    from medtransfer.pretrain import apply_finetune, load_pretrained, resolve_normalisation
+    from medtransfer.train.build import build, build_module
     from medtransfer.train.module import monitor_mode
-    from medtransfer.train.tasks import task_for
 
-    task = task_for(cfg)
-    L.seed_everything(int(cfg.seed), workers=True)
     trainer_kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
     opts = {k: trainer_kwargs.pop(k, None) for k in OWN_TRAINER_OPTIONS}
     cuda = str(trainer_kwargs.get("accelerator")) in {"gpu", "cuda"} or (
         trainer_kwargs.get("accelerator") == "auto" and _cuda_available())
-    mean, std, norm_origin = resolve_normalisation(cfg.pretrain, cfg.encoder.name)
     workers = int(cfg.num_workers)
-    dm = task.datamodule(cfg, mean, std, pin_memory=bool(opts["pin_memory"]) and cuda,
-                         persistent_workers=bool(opts["pin_memory"]) and workers > 0)
-    model = task.build_model(cfg, dm)
-    pretrain_record = load_pretrained(model, cfg.pretrain, cfg.encoder.name)
-    finetune_record = apply_finetune(model, cfg.finetune, pretrain_record)
+    built = build(cfg, pin_memory=bool(opts["pin_memory"]) and cuda,
+                  persistent_workers=bool(opts["pin_memory"]) and workers > 0)
+    task, dm, model = built.task, built.dm, built.model
     channels_last = opts["channels_last"] == "auto" and cuda and cfg.encoder.get("family") == "cnn" or \
         opts["channels_last"] is True
     if channels_last:
@@ -290,12 +265,7 @@ def _fit_and_test(cfg: DictConfig, cfg_dict: dict, run_dir: Path) -> dict:
         trainer_kwargs["sync_batchnorm"] = False
     if str(trainer_kwargs.get("strategy", "")) == "ddp" and cfg.encoder.get("unused_params"):
         trainer_kwargs["strategy"] = "ddp_find_unused_parameters_true"  # HRNet/ConvNeXt: see unused_params
-    normalisation = {"mean": mean, "std": std, "origin": norm_origin}
-    module = task.module(
-        cfg, model, dm, channels_last=channels_last, loss=hydra.utils.instantiate(cfg.loss),
-        optimizer=hydra.utils.instantiate(cfg.optimizer), schedule=hydra.utils.instantiate(cfg.schedule),
-        encoder_lr_factor=float(cfg.encoder_lr_factor), monitor=cfg.monitor, cfg=cfg_dict,
-        normalisation=normalisation)
+    module = build_module(cfg, built, model, cfg_dict, channels_last)
     mode = monitor_mode(cfg.monitor)
     ckpt_dir = run_dir / "checkpoints"
     # best.ckpt is only ever read for its weights (test, eval.py, analyze): no optimizer state, a third the
@@ -336,7 +306,7 @@ def _fit_and_test(cfg: DictConfig, cfg_dict: dict, run_dir: Path) -> dict:
     test, per_case = task.test_results(cfg, module)  # a collective under DDP: every rank calls it
     also = {}
     if trainer.is_global_zero:
-        write_csv_atomic(run_dir / "test_per_image.csv", per_case)
+        write_rows(run_dir / PER_CASE_CSV, per_case)
         if cfg.get("test_also"):
             from medtransfer.train.evaluate import evaluate_also
 
@@ -353,9 +323,9 @@ def _fit_and_test(cfg: DictConfig, cfg_dict: dict, run_dir: Path) -> dict:
     return {
         "split": {"name": split.get("name"), "seed": split.get("seed"), "sha256": split.get("sha256"),
                   "n_train": len(dm.split.train), "n_val": len(dm.split.val), "n_test": len(dm.split.test)},
-        "pretrain": pretrain_record,
-        "finetune": finetune_record,
-        "normalisation": {"mean": mean, "std": std, "origin": norm_origin},
+        "pretrain": built.pretrain,
+        "finetune": built.finetune,
+        "normalisation": built.normalisation,
         "params": count_parameters(model),
         "task": task.name,
         **task.record(cfg, dm),
@@ -365,7 +335,7 @@ def _fit_and_test(cfg: DictConfig, cfg_dict: dict, run_dir: Path) -> dict:
         "test_also": also,
         "best_epoch": best.get("epoch"),
         "epochs": trainer.current_epoch,
-        "epochs_to_converge": epochs_to_converge(history, converge_key),
+        "epochs_to_converge": convergence_epoch(history, converge_key)[1],
         "train_images_per_s": train_ips,
         "checkpoints": {"best": best_path, "last": str(last) if last.is_file() else None},
         "device": str(trainer.strategy.root_device),

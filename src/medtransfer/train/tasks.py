@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from omegaconf import DictConfig
 
 from medtransfer.errors import ConfigError, choices_msg
+from medtransfer.runs import HEADLINE
 
 SEGMENTATION_LOSSES = ("medtransfer.train.losses.BCEDiceLoss",)
 BCE_LOSS, CE_LOSS = "medtransfer.train.losses.MaskedBCEWithLogits", "medtransfer.train.losses.CrossEntropy"
@@ -47,7 +48,7 @@ def merge_rows(rows: list[dict], surface: list[dict]) -> list[dict]:
 @dataclass(frozen=True)
 class SegmentationTask:
     name: str = "segmentation"
-    report_metric: str = "dice_per_image"
+    report_metric: str = HEADLINE["segmentation"]
     monitors: tuple[str, ...] = ("val/dice_per_image", "val/iou_per_image", "val/dice_pooled", "val/iou_pooled")
 
     def not_applicable(self, cfg: DictConfig, image_size: int) -> str | None:
@@ -80,10 +81,9 @@ class SegmentationTask:
                              val_on_test=cfg.get("select") == "best_on_test", **loader)
 
     def build_model(self, cfg: DictConfig, dm):
-        from medtransfer.models import build_model
+        from medtransfer.networks import build_network
 
-        return build_model(cfg.encoder, cfg.decoder, num_classes=int(cfg.dataset.num_classes),
-                           image_size=int(cfg.image_size))
+        return build_network(cfg)
 
     def module(self, run_cfg: DictConfig, model, dm, **common):
         """The LightningModule; `common` holds what every task's module takes (loss, optimizer, schedule,
@@ -113,7 +113,7 @@ class SegmentationTask:
 @dataclass(frozen=True)
 class ClassificationTask:
     name: str = "classification"
-    report_metric: str = "auroc"
+    report_metric: str = HEADLINE["classification"]
     monitors: tuple[str, ...] = ("val/auroc", "val/loss", "val/accuracy", "val/balanced_accuracy", "val/f1")
 
     def not_applicable(self, cfg: DictConfig, image_size: int) -> str | None:
@@ -157,10 +157,11 @@ class ClassificationTask:
                              mean=mean, std=std, **loader)
 
     def build_model(self, cfg: DictConfig, dm):
-        from medtransfer.models import build_classifier
+        """The DataModule's labels size the head (medtransfer.networks builds it; no second read of the file)."""
+        from medtransfer.data import LabelInfo
+        from medtransfer.networks import build_network
 
-        return build_classifier(cfg.encoder, num_outputs=dm.num_outputs, dropout=float(cfg.decoder.get("dropout", 0.0)),
-                                image_size=int(cfg.image_size), pooling=str(cfg.decoder.get("pooling", "auto")))
+        return build_network(cfg, LabelInfo(dm.label_kind, tuple(dm.label_names)))
 
     def module(self, run_cfg: DictConfig, model, dm, **common):
         from medtransfer.train.classification import ClassificationModule
