@@ -107,6 +107,21 @@ def test_the_file_enters_the_condition_as_a_fingerprint_not_a_path(tmp_path):
     assert condition_extra([f"dataset.file={a}"]) is None
 
 
+def test_classification_only_augment_options_fail_at_config_time(tmp_path):
+    """test_resize / ten_crop are checked with the grid, not when a job builds its DataModule."""
+    from medtransfer.train.validate import validate
+
+    f = make_npz(tmp_path / "toy.npz")
+    cls = ["dataset=medmnist", f"dataset.file={f}", "encoder=r18", "pretrain=scratch", "image_size=32",
+           "augment=cls_benchmark"]
+    validate(_cfg([*cls, "augment.test_resize=36"]))
+    with pytest.raises(ConfigError, match=r"augment\.test_resize=24: expected an integer >= image_size=32"):
+        validate(_cfg([*cls, "augment.test_resize=24"]))
+    with pytest.raises(ConfigError, match=r"augment=cls_benchmark \(augment\.ten_crop, augment\.test_resize\) is "
+                                          r"classification-only"):
+        validate(_cfg(["dataset=synthetic", "encoder=r18", "decoder=unet", "pretrain=scratch", "augment=cls_benchmark"]))
+
+
 def test_a_classification_dataset_is_refused_where_masks_are_needed(tmp_path):
     from medtransfer.data import SegDataModule
     from medtransfer.train.validate import validate

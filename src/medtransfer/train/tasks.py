@@ -71,6 +71,13 @@ class SegmentationTask:
         target = str(cfg.loss.get("_target_"))
         if target not in SEGMENTATION_LOSSES:
             raise ConfigError(f"loss ({target}) is not a segmentation loss; valid choices: bce, dice, bce_dice")
+        from medtransfer.data.augment import EVAL_OPTIONS
+
+        cls_only = sorted(k for k in EVAL_OPTIONS if cfg.augment.get(k) not in (None, False))
+        if cls_only or cfg.augment.get("name") == "cls_benchmark":
+            raise ConfigError(f"augment={cfg.augment.get('name')} ({', '.join(f'augment.{k}' for k in cls_only)}) "
+                              "is classification-only (crops and ten-crop testing of images without masks); for "
+                              "segmentation choose e.g. augment=flip")
 
     def datamodule(self, cfg: DictConfig, mean, std, **loader):
         from medtransfer.data import SegDataModule
@@ -126,7 +133,9 @@ class ClassificationTask:
     def check(self, cfg: DictConfig) -> None:
         """Config-time: the loss the label kind needs; the options that only mean something for masks are
         refused rather than silently ignored."""
+        from medtransfer.configs import plain
         from medtransfer.data import dataset_labels
+        from medtransfer.data.classification import check_augment
         from medtransfer.models import check_classifier
 
         labels = dataset_labels(cfg.dataset)  # reads the label arrays only (inferred kind for dataset=medmnist)
@@ -139,6 +148,7 @@ class ClassificationTask:
             name = "cross_entropy" if want == CE_LOSS else "bce_logits"
             raise ConfigError(f"loss ({target}) does not fit dataset={cfg.dataset.name} ({kind} labels); "
                               f"use loss={name}")
+        check_augment(plain(cfg.augment), int(cfg.image_size))  # test_resize / ten_crop, before any job
         if cfg.get("train_crop") is not None:
             raise ConfigError("train_crop is a segmentation option (random crops of image and mask); "
                               "classification takes train_crop=null")
