@@ -83,7 +83,7 @@ def test_flips_are_independent_and_reseed_reproduces():
 
 def test_errors():
     with pytest.raises(
-        ConfigError, match="unknown augment 'heavy'; valid choices: flip, flip_rot90_noise, hflip_jitter, none, "
+        ConfigError, match="unknown augment 'heavy'; valid choices: cls_benchmark, flip, flip_rot90_noise, hflip_jitter, none, "
               "rotate_noise_jitter_flips, standard, strong"
     ):
         parse_augment("heavy")
