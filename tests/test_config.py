@@ -36,7 +36,12 @@ def test_every_option_composes(group, choice):
     resolved = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
     if group in {"encoder", "decoder", "pretrain", "dataset", "augment"}:
         assert resolved[group]["name"] == choice
-    assert resolved["condition"]["encoder"] == resolved["encoder"]["name"]
+    if "encoder" not in resolved:  # a 3D dataset drops the 2D encoder: the encoder axis names its whole network
+        assert resolved["condition"]["encoder"] == resolved["net3d"]["name"]
+    elif group == "net3d" and choice != "none":  # a 3D network with the default 2D dataset: an impossible cell
+        assert resolved["condition"]["encoder"] == f"{resolved['encoder']['name']}+{choice}"
+    else:
+        assert resolved["condition"]["encoder"] == resolved["encoder"]["name"]
     assert hydra_run_dir == resolved["run_dir"] and Path(hydra_run_dir).name == f"seed{resolved['seed']}"
 
 

@@ -105,7 +105,7 @@ def test_smoke_sized_cell_trains(name, tmp_path, monkeypatch):
     monkeypatch.setenv(settings.RUNS_ROOT, str(tmp_path / "runs"))
     base = _compose([f"experiment={name}"])
     data = (["dataset=shenzhen", *_tiny_root("shenzhen", tmp_path), "augment.test_resize=72"]
-            if base.dataset.task == "classification" else ["dataset=synthetic"])
+            if base.dataset.get("task") == "classification" else ["dataset=synthetic"])
     cfg = _compose([f"experiment={name}", *data, "trainer=smoke", "image_size=64", "batch_size=2",
                     "pretrain=scratch", "logger=none", "eval_surface=false", "trainer.max_epochs=1",
                     "trainer.max_steps=-1", "trainer.limit_train_batches=1", "trainer.limit_test_batches=1",

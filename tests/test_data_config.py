@@ -88,9 +88,14 @@ def test_conf_files_match_registry_and_validate(tmp_path):
     for f in files:
         cfg = OmegaConf.load(f)
         spec = DATASETS[f.stem]
-        assert cfg.name == f.stem and "image_size" in cfg and cfg.split in spec.all_splits
-        # segmentation yamls leave `task` out; classification ones say it and repeat the registry's labels
+        assert cfg.name == f.stem and cfg.split in spec.all_splits
+        # 2D yamls set their working size; 3D ones their patch size (volumes keep their own grid)
+        assert ("patch_size" if spec.task == "segmentation3d" else "image_size") in cfg
+        # segmentation yamls leave `task` out; classification and 3D ones say it
         assert cfg.get("task", "segmentation") == spec.task
+        if spec.task == "segmentation3d":
+            assert cfg.layout == spec.layout and metrics_region(cfg) == "image"
+            continue
         if spec.task == "classification":
             labels = list(spec.labels) if spec.labels is not None else None
             # where the data are: a file (MedMNIST .npz) or a folder (cls_tables: ChestX-ray14, csv, ...)

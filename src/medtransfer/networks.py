@@ -4,7 +4,8 @@ training (train/build.py), eval.py and `medtransfer analyze` share.
 Why below train/: analyze rebuilds a run's network (its initialisation, its trained weights) and, as a layer
 beside train/, may not import it; one builder here keeps the three from drifting apart (they were three copies,
 and two of them only knew segmentation). The dataset declares the task (data.dataset_task): segmentation →
-encoder + decoder (models.build_model), classification → encoder + pooled head (models.build_classifier).
+encoder + decoder (models.build_model), classification → encoder + pooled head (models.build_classifier),
+segmentation3d → one whole 3D network (models.net3d, MONAI).
 """
 
 from __future__ import annotations
@@ -18,12 +19,20 @@ from medtransfer.data import LabelInfo
 from medtransfer.errors import ConfigError
 
 
-def build_network(cfg: DictConfig, labels: LabelInfo | None = None):
+def build_network(cfg: DictConfig, labels: LabelInfo | None = None, volume: tuple[int, int] | None = None):
     """The untrained network of a run config (`labels`: a classifier's outputs, else read from its dataset's
-    file, data.dataset_labels)."""
+    file, data.dataset_labels; `volume`: a 3D network's (input channels, classes), else read from its
+    dataset.json)."""
     from medtransfer.data import dataset_labels, dataset_task
 
-    if dataset_task(cfg.dataset) == "classification":
+    task = dataset_task(cfg.dataset)
+    if task == "segmentation3d":
+        from medtransfer.data.volume_specs import volume_io
+        from medtransfer.models.net3d import build_net3d
+
+        in_channels, classes = volume or volume_io(cfg.dataset)
+        return build_net3d(cfg.net3d, in_channels, classes)
+    if task == "classification":
         from medtransfer.models import build_classifier
 
         labels = labels or dataset_labels(cfg.dataset)
@@ -46,7 +55,8 @@ def initial_network(cfg: DictConfig, labels: LabelInfo | None = None):
 
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)
     model = build_network(cfg, labels)
-    load_pretrained(model, cfg.pretrain, cfg.encoder.name)
+    if cfg.get("encoder") is not None:  # a 3D network (net3d) starts from scratch (checked at config time)
+        load_pretrained(model, cfg.pretrain, cfg.encoder.name)
     return model.eval()
 
 

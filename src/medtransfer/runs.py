@@ -19,7 +19,7 @@ CONFIG = "config.yaml"  # the fully resolved config, written first thing by a jo
 PER_CASE_CSV = "test_per_image.csv"  # one row per test case (image), for paired statistics and ROC curves
 
 #: The report's default metric per task (results.json `task`): tables, t-tests, convergence, learning curves.
-HEADLINE = {"segmentation": "dice_per_image", "classification": "auroc"}
+HEADLINE = {"segmentation": "dice_per_image", "classification": "auroc", "segmentation3d": "dice"}
 
 # the order and short keys of the condition slug: enc-r50_dec-unet_pre-imagenet_ft-full_ds-kvasir_seg_n-all.
 # No "=" in it (design.md had one): Hydra's override grammar rejects "=" in values, so `eval.py ckpt=<run dir>`

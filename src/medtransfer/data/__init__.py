@@ -4,13 +4,13 @@ Public API used by the training code::
 
     from medtransfer.data import SegDataModule, ClsDataModule, DATASETS, dataset_task, validate_dataset_cfg
 
-`dataset_task(cfg)` ("segmentation" | "classification") says which DataModule a dataset config needs;
+`dataset_task(cfg)` ("segmentation" | "classification" | "segmentation3d") says which DataModule a dataset config needs;
 `dataset_labels(cfg)` the label kind, names and output count of a classification one (nulls inferred).
 Importing this package registers every dataset: the MedMNIST ones (`medmnist`), the chest X-ray sources
-(`chest`) and the generic folder ones (`cls_folders`) included.
+(`chest`), the generic folder ones (`cls_folders`) and the 3D volume ones (`volume_specs`) included.
 """
 
-from medtransfer.data import chest, cls_folders  # noqa: F401  (register the folder datasets)
+from medtransfer.data import chest, cls_folders, volume_specs  # noqa: F401  (register the folder and 3D datasets)
 from medtransfer.data.augment import AUGMENTS, build_transform, register_augment
 from medtransfer.data.classification import ClassificationSpec, ClsDataModule, register_classification
 from medtransfer.data.config import (

@@ -88,7 +88,7 @@ def dataset_options(dataset_cfg) -> dict:
     validation; an explicit ``task`` is kept, for validation to compare with the registry's)."""
     plain = to_plain(dataset_cfg)
     spec = DATASETS.get(plain.get("name"))
-    defaults = spec.defaults if spec is not None and spec.task == "classification" else DEFAULTS
+    defaults = spec.defaults if spec is not None and spec.task != "segmentation" else DEFAULTS  # cls, 3D: their own
     cfg = {**defaults, **plain}
     if spec is not None:
         cfg.setdefault("task", spec.task)
@@ -98,7 +98,8 @@ def dataset_options(dataset_cfg) -> dict:
 
 
 def dataset_task(dataset_cfg) -> str:
-    """"segmentation" or "classification": which DataModule, model head and metrics a config needs."""
+    """"segmentation", "classification" or "segmentation3d": which DataModule, network and metrics a config
+    needs."""
     name = to_plain(dataset_cfg).get("name")
     return get_spec(name).task
 
@@ -151,7 +152,7 @@ def validate_dataset_cfg(dataset_cfg: Mapping) -> None:
     _int_or_none(cfg, "fold", 0, int(cfg["folds"]) - 1)
     _int_or_none(cfg, "split_seed", 0)
     _int_or_none(cfg, "image_size", 16, 4096)
-    if spec.task == "classification":
+    if spec.task != "segmentation":  # classification (its file's labels), segmentation3d (volume headers)
         spec.validate(cfg)
         return
     if cfg["num_classes"] != 1:
@@ -304,7 +305,7 @@ def data_fingerprint(dataset_cfg) -> str | None:
     parts: dict = {}
     if is_split_file(cfg["split"]):
         parts["split_file"] = _digest(Path(cfg["split"]).expanduser())
-    if spec.task == "classification":
+    if spec.task != "segmentation":  # classification: its file; segmentation3d: its folder (data/volume_specs.py)
         parts.update(spec.fingerprint_parts(cfg))
         return _hex(parts)
     root = _user_root(spec, cfg)

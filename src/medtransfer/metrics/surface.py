@@ -1,4 +1,5 @@
-"""Boundary distances (HD95, ASSD) for one 2-D binary mask pair, through MONAI; evaluation only.
+"""Boundary distances (HD95, ASSD) for one 2-D binary mask pair (or a 3-D one, `surface_metrics_3d`), through
+MONAI; evaluation only.
 
 Why MONAI underneath: it is the reference implementation most medical papers cite, so our numbers stay
 comparable. Why a wrapper: MONAI returns NaN/inf (with a warning) when a mask is empty, and a NaN silently
@@ -49,13 +50,15 @@ def _as_bool_2d(x, name: str) -> np.ndarray:
     return a
 
 
-def _spacing(spacing: Sequence[float] | None) -> tuple[float, float]:
-    """(row, column) pixel size as floats; None -> (1.0, 1.0), i.e. pixels. Rejects anything else."""
+def _spacing(spacing: Sequence[float] | None, ndim: int = 2) -> tuple[float, ...]:
+    """(row, column) pixel size (3D: the voxel size along each array axis) as floats; None -> ones, i.e.
+    pixels. Rejects anything else."""
     if spacing is None:
-        return (1.0, 1.0)
+        return (1.0,) * ndim
     out = tuple(float(s) for s in spacing)
-    if len(out) != 2 or not all(s > 0 and math.isfinite(s) for s in out):
-        raise ValueError(f"spacing must be two positive numbers (row, column), got {spacing}")
+    if len(out) != ndim or not all(s > 0 and math.isfinite(s) for s in out):
+        what = "two positive numbers (row, column)" if ndim == 2 else f"{ndim} positive numbers (mm per voxel)"
+        raise ValueError(f"spacing must be {what}, got {spacing}")
     return out
 
 
@@ -68,9 +71,10 @@ def surface_unit(spacing: Sequence[float] | None) -> str:
 
 
 def max_distance(shape: Sequence[int], spacing: Sequence[float] | None = None) -> float:
-    """Largest distance between two pixel centres of an (H, W) image: the score for 'exactly one empty'."""
-    sy, sx = _spacing(spacing)
-    return float(math.hypot((shape[0] - 1) * sy, (shape[1] - 1) * sx))
+    """Largest distance between two pixel (voxel) centres of an (H, W) image or (X, Y, Z) volume: the score
+    for 'exactly one empty'."""
+    sp = _spacing(spacing, len(shape))
+    return float(math.sqrt(sum(((n - 1) * s) ** 2 for n, s in zip(shape, sp, strict=True))))
 
 
 def surface_metrics(pred, target, spacing: Sequence[float] | None = None) -> dict:
@@ -84,8 +88,21 @@ def surface_metrics(pred, target, spacing: Sequence[float] | None = None) -> dic
     t = _as_bool_2d(target, "target")
     if p.shape != t.shape:
         raise ValueError(f"pred shape {p.shape} != target shape {t.shape}")
-    spacing = _spacing(spacing)
+    return _measure(p, t, _spacing(spacing))
 
+
+def surface_metrics_3d(pred, target, spacing: Sequence[float]) -> dict:
+    """HD95 and ASSD between two binary (X, Y, Z) volumes, in mm at ``spacing`` (the voxel size along each
+    array axis, e.g. a case's original spacing); the empty-mask policy of `surface_metrics` (one empty: the
+    volume's diagonal in mm). Boundary voxels: the mask minus its 6-connected erosion (MONAI)."""
+    p, t = (np.asarray(x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else x) for x in (pred, target))
+    if p.ndim != 3 or p.shape != t.shape:
+        raise ValueError(f"expected two (X, Y, Z) masks of one shape, got {p.shape} and {t.shape}")
+    return _measure(p.astype(bool), t.astype(bool), _spacing(spacing, 3))
+
+
+def _measure(p: np.ndarray, t: np.ndarray, spacing: tuple[float, ...]) -> dict:
+    """The policy (module docstring), then MONAI's distances, for boolean masks of one shape (2D or 3D)."""
     p_any, t_any = bool(p.any()), bool(t.any())
     if not p_any and not t_any:
         return {"hd95": 0.0, "assd": 0.0, "policy": "both_empty"}

@@ -19,7 +19,7 @@ from omegaconf import DictConfig
 
 @dataclass
 class Built:
-    task: object  # train.tasks.SegmentationTask | ClassificationTask
+    task: object  # train.tasks.SegmentationTask | ClassificationTask | train.tasks3d.Segmentation3DTask
     dm: object  # the task's LightningDataModule
     model: object  # torch.nn.Module, pretrained weights loaded, fine-tuning strategy applied
     normalisation: dict  # {mean, std, origin}: what the DataModule applies (recorded in results.json)
@@ -39,14 +39,14 @@ def build(cfg: DictConfig, **loader) -> Built:
     """The data, network and task of one training job (seeded with cfg.seed)."""
     import lightning as L
 
-    from medtransfer.pretrain import apply_finetune, load_pretrained, resolve_normalisation
+    from medtransfer.train.tasks import task_for
 
     L.seed_everything(int(cfg.seed), workers=True)
-    mean, std, origin = resolve_normalisation(cfg.pretrain, cfg.encoder.name)
-    task, dm = build_data(cfg, mean, std, **loader)
+    task = task_for(cfg)
+    mean, std, origin = task.normalisation(cfg)
+    dm = task.datamodule(cfg, mean, std, **loader)
     model = task.build_model(cfg, dm)
-    pretrain = load_pretrained(model, cfg.pretrain, cfg.encoder.name)
-    finetune = apply_finetune(model, cfg.finetune, pretrain)
+    pretrain, finetune = task.initialise(cfg, model)  # weights, then what trains (2D: pretrain + finetune)
     return Built(task, dm, model, {"mean": mean, "std": std, "origin": origin}, pretrain, finetune)
 
 

@@ -55,6 +55,9 @@ def evaluate(cfg: DictConfig) -> dict:
     from medtransfer.train.build import build_data
 
     ckpt = load_checkpoint(cfg.ckpt)
+    if ckpt.task == "segmentation3d":
+        raise ConfigError(f"ckpt={ckpt.path} is a 3D segmentation checkpoint: eval.py scores 2D runs only; its "
+                          "test metrics are in the run's results.json and test_per_image.csv")
     run_cfg = _eval_config(cfg, ckpt.cfg)
     dataset_cfg = OmegaConf.to_container(run_cfg.dataset)
     validate_dataset_cfg(dataset_cfg)

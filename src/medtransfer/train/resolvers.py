@@ -22,7 +22,7 @@ NOT_CONDITION = ("seed", "study", "experiment", "logger", "launcher", "hydra", "
                  "eval_surface", "keep_last_ckpt", "impossible_cells", "test_also", "dataset.root", "dataset.file",
                  "trainer", "trainer.accelerator", "trainer.devices", "trainer.strategy",
                  "trainer.enable_progress_bar", "trainer.log_every_n_steps", "trainer.num_nodes")
-CONDITION_AXES = ("encoder", "decoder", "pretrain", "finetune", "dataset", "dataset.n_train", "dataset.fold")
+CONDITION_AXES = ("encoder", "decoder", "net3d", "pretrain", "finetune", "dataset", "dataset.n_train", "dataset.fold")
 
 
 def condition_extra(overrides: list[str] | None = None, _root_=None) -> str | None:
@@ -91,6 +91,14 @@ def axis(value):
     return None if value in (None, "none") else value
 
 
+def network(encoder, net3d):
+    """The condition's encoder axis: the 2D encoder, or for a 3D dataset (no encoder) its whole 3D network
+    (net3d), so 2D conditions are unchanged and a 3D slug names its network (enc-unet). A cell with both
+    (an impossible one) gets both, joined by "+", so its not_applicable record never takes a valid run's
+    directory."""
+    return "+".join(v for v in (encoder, axis(net3d)) if v is not None) or None
+
+
 def register() -> None:
     for name, fn in {
         "mt.slug": condition_slug,
@@ -100,6 +108,7 @@ def register() -> None:
         "mt.extra": condition_extra,
         "mt.default_monitor": default_monitor,
         "mt.axis": axis,
+        "mt.network": network,
     }.items():
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, fn)

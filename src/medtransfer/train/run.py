@@ -254,8 +254,9 @@ def _fit_and_test(cfg: DictConfig, cfg_dict: dict, run_dir: Path) -> dict:
     built = build(cfg, pin_memory=bool(opts["pin_memory"]) and cuda,
                   persistent_workers=bool(opts["pin_memory"]) and workers > 0)
     task, dm, model = built.task, built.dm, built.model
-    channels_last = opts["channels_last"] == "auto" and cuda and cfg.encoder.get("family") == "cnn" or \
-        opts["channels_last"] is True
+    encoder = cfg.get("encoder") or {}  # none for a 3D network (net3d)
+    channels_last = opts["channels_last"] == "auto" and cuda and encoder.get("family") == "cnn" or \
+        opts["channels_last"] is True and bool(encoder)  # 2D memory format; 5D tensors have their own
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     if opts["compile"]:
@@ -263,7 +264,7 @@ def _fit_and_test(cfg: DictConfig, cfg_dict: dict, run_dir: Path) -> dict:
     if trainer_kwargs.get("sync_batchnorm") and not cuda:
         log.info("sync_batchnorm needs CUDA: off on %s", trainer_kwargs.get("accelerator"))
         trainer_kwargs["sync_batchnorm"] = False
-    if str(trainer_kwargs.get("strategy", "")) == "ddp" and cfg.encoder.get("unused_params"):
+    if str(trainer_kwargs.get("strategy", "")) == "ddp" and encoder.get("unused_params"):
         trainer_kwargs["strategy"] = "ddp_find_unused_parameters_true"  # HRNet/ConvNeXt: see unused_params
     module = build_module(cfg, built, model, cfg_dict, channels_last)
     mode = monitor_mode(cfg.monitor)

@@ -1,10 +1,11 @@
 """What differs between tasks, in one object per task (timm's `timm/task/` idea: a task owns its loss, head
 and scoring), so `run` stays task-agnostic.
 
-A dataset declares its task (`dataset.task`: segmentation, the default, or classification). The task object
-builds the DataModule, the network and the LightningModule, says which monitors and losses make sense, and
-turns a finished test into the `metrics.test` record and the per-case CSV rows. Why here and not branches in
-`run`: the next task (3D volumes) adds one class, not an `if` in every stage.
+A dataset declares its task (`dataset.task`: segmentation, the default, classification, or segmentation3d in
+train/tasks3d.py). The task object builds the DataModule, the network and the LightningModule, says which
+monitors and losses make sense, and turns a finished test into the `metrics.test` record and the per-case CSV
+rows. Why here and not branches in `run`: 3D volumes added one class (and `uses_encoder`, which tells
+validation whether the 2D encoder checks apply), not an `if` in every stage.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from omegaconf import DictConfig
 
 from medtransfer.errors import ConfigError, choices_msg
 from medtransfer.runs import HEADLINE
+from medtransfer.train.tasks3d import Segmentation3DTask
 
 SEGMENTATION_LOSSES = ("medtransfer.train.losses.BCEDiceLoss",)
 BCE_LOSS, CE_LOSS = "medtransfer.train.losses.MaskedBCEWithLogits", "medtransfer.train.losses.CrossEntropy"
@@ -39,6 +41,33 @@ def plain_metrics(values: dict) -> dict:
     return {k: (int(v) if k.startswith("n_") else float(v)) for k, v in values.items()}
 
 
+def net3d_with_2d(cfg: DictConfig) -> str | None:
+    """A 3D network (net3d) with a 2D dataset: an impossible cell, like a decoder with a classifier."""
+    net = cfg.get("net3d")
+    if net is not None and net.name != "none":
+        return (f"net3d={net.name} with dataset={cfg.dataset.name}: a 2D dataset takes an encoder (and decoder), "
+                "not a 3D network (net3d=none, the default)")
+    return None
+
+
+class EncoderWeights:
+    """What the 2D tasks share: input mean/std from the pretraining source, then its weights loaded into the
+    encoder and the fine-tuning strategy applied (the order every recorded run used)."""
+
+    uses_encoder = True
+
+    def normalisation(self, cfg: DictConfig):
+        from medtransfer.pretrain import resolve_normalisation
+
+        return resolve_normalisation(cfg.pretrain, cfg.encoder.name)
+
+    def initialise(self, cfg: DictConfig, model) -> tuple[dict, dict]:
+        from medtransfer.pretrain import apply_finetune, load_pretrained
+
+        pretrain = load_pretrained(model, cfg.pretrain, cfg.encoder.name)
+        return pretrain, apply_finetune(model, cfg.finetune, pretrain)
+
+
 def merge_rows(rows: list[dict], surface: list[dict]) -> list[dict]:
     """Per-image overlap rows with each image's surface metrics (HD95/ASSD) joined by id."""
     by_id = {s["id"]: s for s in surface}
@@ -46,7 +75,7 @@ def merge_rows(rows: list[dict], surface: list[dict]) -> list[dict]:
 
 
 @dataclass(frozen=True)
-class SegmentationTask:
+class SegmentationTask(EncoderWeights):
     name: str = "segmentation"
     report_metric: str = HEADLINE["segmentation"]
     monitors: tuple[str, ...] = ("val/dice_per_image", "val/iou_per_image", "val/dice_pooled", "val/iou_pooled")
@@ -55,6 +84,8 @@ class SegmentationTask:
         """Why this encoder × decoder × size cell cannot be built, else None."""
         from medtransfer.models import check_combination
 
+        if (reason := net3d_with_2d(cfg)) is not None:
+            return reason
         if cfg.decoder.name == "none":
             return None  # an error, not an impossible cell: check() names it
         try:
@@ -118,13 +149,15 @@ class SegmentationTask:
 
 
 @dataclass(frozen=True)
-class ClassificationTask:
+class ClassificationTask(EncoderWeights):
     name: str = "classification"
     report_metric: str = HEADLINE["classification"]
     monitors: tuple[str, ...] = ("val/auroc", "val/loss", "val/accuracy", "val/balanced_accuracy", "val/f1")
 
     def not_applicable(self, cfg: DictConfig, image_size: int) -> str | None:
-        """A decoder with a classification dataset: a grid cell that cannot exist."""
+        """A decoder (or a 3D network) with a classification dataset: a grid cell that cannot exist."""
+        if (reason := net3d_with_2d(cfg)) is not None:
+            return reason
         if cfg.decoder.name != "none":
             return (f"decoder={cfg.decoder.name} with dataset={cfg.dataset.name}: a classification dataset "
                     "takes no decoder (decoder=none, the dataset's default)")
@@ -186,7 +219,8 @@ class ClassificationTask:
         return plain_metrics(module.test_metrics.compute()), module.test_metrics.per_case()
 
 
-TASKS = {"segmentation": SegmentationTask(), "classification": ClassificationTask()}
+TASKS = {"segmentation": SegmentationTask(), "classification": ClassificationTask(),
+         "segmentation3d": Segmentation3DTask()}
 
 
 def task_for(cfg: DictConfig):

@@ -42,8 +42,9 @@ def not_applicable_reason(cfg: DictConfig) -> str | None:
     from medtransfer.pretrain.registry import available_encoders, plain
     from medtransfer.train.tasks import task_for
 
-    reason = task_for(cfg).not_applicable(cfg, _int(cfg, "image_size"))
-    if reason:
+    task = task_for(cfg)
+    reason = task.not_applicable(cfg, _int(cfg, "image_size") if task.uses_encoder else None)
+    if reason or not task.uses_encoder:  # a 3D network has no encoder a source could lack weights for
         return reason
     source, encoder = plain(cfg.pretrain), cfg.encoder.name
     rejected = (source.get("rejected") or {}).get(encoder)
@@ -159,7 +160,8 @@ def validate(cfg: DictConfig) -> None:
     from medtransfer.pretrain.finetune import check_finetune
     from medtransfer.train.tasks import task_for
 
-    image_size = _int(cfg, "image_size")
+    task = task_for(cfg)
+    image_size = _int(cfg, "image_size") if task.uses_encoder else None  # a 3D dataset: patch_size instead
     _int(cfg, "batch_size")
     if _float(cfg, "encoder_lr_factor") < 0:
         raise ConfigError(f"encoder_lr_factor must be >= 0, got {cfg.encoder_lr_factor}")
@@ -167,7 +169,6 @@ def validate(cfg: DictConfig) -> None:
     if reason:
         raise NotApplicable(reason)
     validate_dataset_cfg(cfg.dataset)
-    task = task_for(cfg)
     task.check(cfg)
     crop = cfg.get("train_crop")
     if crop is not None:
@@ -179,8 +180,9 @@ def validate(cfg: DictConfig) -> None:
                               f"encoder {cfg.encoder.name} ({cfg.encoder.get('family')}) is built for one input "
                               "size; use a CNN encoder or train_crop=null")
         check_combination(cfg.encoder, cfg.decoder, int(crop))
-    check_pretrain(cfg.pretrain, cfg.encoder.name, cfg.encoder, cfg.decoder)
-    check_finetune(cfg.finetune, cfg.encoder.name, cfg.pretrain)
+    if task.uses_encoder:  # a 3D task checks its own (scratch, full) in task.check
+        check_pretrain(cfg.pretrain, cfg.encoder.name, cfg.encoder, cfg.decoder)
+        check_finetune(cfg.finetune, cfg.encoder.name, cfg.pretrain)
     check_pixel_spacing(cfg.dataset, "dataset")
     for name, dataset in (cfg.get("test_also") or {}).items():
         if not isinstance(dataset, DictConfig) or "name" not in dataset:
@@ -198,7 +200,8 @@ def validate(cfg: DictConfig) -> None:
                           f"{', '.join(sorted(task.monitors))}")
     check_training_components(cfg)
     check_trainer_options(cfg)
-    check_weights_available(cfg)
+    if task.uses_encoder:
+        check_weights_available(cfg)
     check_writable(Path(str(cfg.run_dir)), "run directory")
     accel = str(cfg.trainer.get("accelerator", "auto"))
     if accel in {"gpu", "cuda"}:
