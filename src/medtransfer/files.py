@@ -87,3 +87,14 @@ def save_figure(fig, path: str | Path, dpi: int = 120) -> Path:
         return _atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight"))
     finally:
         pyplot().close(fig)
+
+
+def publish_dir(tmp: Path, path: Path, marker: str = "meta.json") -> None:
+    """Move a fully written cache folder to `path` in one os.replace. Why tolerate failure: two jobs of a
+    sweep may build the same entry at once; the first one published wins, and the second one's identical
+    copy is left for the caller to delete (a failure without the first one's `marker` file is re-raised)."""
+    try:
+        os.replace(tmp, path)
+    except OSError:
+        if not (path / marker).is_file():
+            raise

@@ -46,6 +46,7 @@ import numpy as np
 from medtransfer import settings
 from medtransfer.data import readers
 from medtransfer.errors import DataError
+from medtransfer.files import publish_dir
 from medtransfer.hashing import sha256_file
 
 log = logging.getLogger(__name__)
@@ -270,11 +271,7 @@ def load_or_build(dataset: str, size: int, samples: Sequence,
             "ids": [s.id for s in samples],
         }
         (tmp / "meta.json").write_text(json.dumps(meta))
-        try:
-            os.replace(tmp, path)
-        except OSError:  # a concurrent job published the same entry first; theirs is identical
-            if not (path / "meta.json").is_file():
-                raise
+        publish_dir(tmp, path)  # a concurrent job may have published the same entry first: theirs is kept
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

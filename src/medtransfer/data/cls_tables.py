@@ -47,6 +47,7 @@ from medtransfer.data.config import CLS_DEFAULTS
 from medtransfer.data.datasets import DATASETS, add_spec
 from medtransfer.data.splits import GENERIC_SPLITS, GroupSplit
 from medtransfer.errors import ConfigError, DataError, choices_msg
+from medtransfer.files import publish_dir
 from medtransfer.hashing import sha256_file
 
 log = logging.getLogger(__name__)
@@ -294,11 +295,7 @@ def load_or_decode(name: str, facts: FileFacts, size: int, color: str) -> np.nda
         del out
         (tmp / "meta.json").write_text(json.dumps({"version": CACHE_VERSION, "dataset": name, "size": size,
                                                    "color": color, "key": key, "n": n}))
-        try:
-            os.replace(tmp, path)
-        except OSError:  # a concurrent job published the same entry first; theirs is identical
-            if not (path / "meta.json").is_file():
-                raise
+        publish_dir(tmp, path)  # a concurrent job may have published the same entry first: theirs is kept
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

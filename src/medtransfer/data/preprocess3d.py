@@ -44,7 +44,7 @@ import torch
 from medtransfer import settings
 from medtransfer.data.volumes import Case, Header, VolumeSource, read_case, read_label, spacing_of
 from medtransfer.errors import ConfigError
-from medtransfer.files import write_json
+from medtransfer.files import publish_dir, write_json
 from medtransfer.hashing import sha256_file
 
 INTENSITY = ("none", "ct_window", "mr_std", "zscore", "zscore_nonzero", "nnunet_ct")
@@ -308,11 +308,7 @@ def load_or_build(case: Case, source: VolumeSource, resolved: Resolved, dataset:
                 "orig_affine": affine.tolist(), "shape": list(out_img.shape[1:]),
                 "spacing": spacing_of(out_aff).tolist(), "affine": out_aff.tolist()}
         (tmp / "meta.json").write_text(json.dumps(meta))
-        try:
-            os.replace(tmp, path)
-        except OSError:  # a concurrent job published the same entry first; theirs is identical
-            if not (path / "meta.json").is_file():
-                raise
+        publish_dir(tmp, path)  # a concurrent job may have published the same entry first: theirs is kept
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
