@@ -84,12 +84,9 @@ class ClassificationSpec:
 
     def locate(self, cfg: Mapping) -> Path:
         """``dataset.file`` if given, else the registered file; a missing one: a ConfigError saying where."""
-        if cfg.get("file"):
-            p = Path(str(cfg["file"])).expanduser().resolve()
-            if not p.is_file():
-                raise ConfigError(f"dataset.file: {p} does not exist (dataset {self.name}, expected "
-                                  f"{self.expected})")
-            return p
+        return locate_input(self.name, "file", cfg.get("file"), self.file, self.expected, self.urls,
+                            required=f"dataset.file is required for dataset {self.name!r}: {self.expected}, "
+                                     f"e.g. dataset.file=${settings.DATA_ROOT}/medmnist/pathmnist_64.npz")
         if self.file is None:
             raise ConfigError(f"dataset.file is required for dataset {self.name!r}: {self.expected}, e.g. "
                               f"dataset.file=${settings.DATA_ROOT}/medmnist/pathmnist_64.npz")
@@ -155,6 +152,34 @@ def check_facts(name: str, cfg: Mapping, facts: FileFacts) -> None:
     if official and n_train is not None and pool and n_train > pool:
         raise ConfigError(f"dataset.n_train={n_train} exceeds the {pool} training images of split "
                           f"'official' of {name} ({facts.path.name}); valid range: 1..{pool} or null")
+
+
+
+def locate_input(name: str, key: str, value, registered: str | None, expected: str, urls: Sequence[str], *,
+                 required: str) -> Path:
+    """Where a classification dataset's input is: ``dataset.<key>`` (file or root) when given, else its
+    registered place under $MEDTRANSFER_DATA_ROOT. Every way it can be missing is one ConfigError saying what to
+    place where; `required` is the message for a dataset that has no registered place."""
+    exists = Path.is_dir if key == "root" else Path.is_file
+    if value:
+        p = Path(str(value)).expanduser().resolve()
+        if not exists(p):
+            raise ConfigError(f"dataset.{key}: {p} does not exist (dataset {name}, expected {expected})")
+        return p
+    if registered is None:
+        raise ConfigError(required)
+    base = settings.data_root(required=False)
+    shown = f"{registered}/" if key == "root" else registered
+    if base is None:
+        raise ConfigError(f"{settings.DATA_ROOT} is not set: set it (e.g. in .env) to the folder holding "
+                          f"{shown} or pass dataset.{key}=PATH")
+    p = base / registered
+    if not exists(p):
+        hint = f" (download: {urls[0]})" if urls else ""
+        where = "there" if key == "root" else f"at ${settings.DATA_ROOT}/{registered}"
+        raise ConfigError(f"dataset {name}: {p} does not exist; place {expected} {where} "
+                          f"({settings.DATA_ROOT}={base}){hint} or pass dataset.{key}=PATH")
+    return p
 
 
 def register_classification(name: str, **facts) -> ClassificationSpec:

@@ -40,7 +40,7 @@ import numpy as np
 
 from medtransfer import settings
 from medtransfer.data import readers
-from medtransfer.data.classification import check_facts
+from medtransfer.data.classification import check_facts, locate_input
 from medtransfer.data.cls_batches import check_policy
 from medtransfer.data.cls_facts import FileFacts, Official
 from medtransfer.data.config import CLS_DEFAULTS
@@ -96,25 +96,9 @@ class TableSpec:
         if cfg.get("file"):
             raise ConfigError(f"dataset.file={cfg['file']!r}: {self.name} is a folder dataset "
                               f"({self.expected}); pass dataset.root=PATH instead")
-        if cfg.get("root"):
-            p = Path(str(cfg["root"])).expanduser().resolve()
-            if not p.is_dir():
-                raise ConfigError(f"dataset.root: {p} does not exist (dataset {self.name}, expected "
-                                  f"{self.expected})")
-            return p
-        if self.folder is None:
-            raise ConfigError(f"dataset.root is required for dataset {self.name!r}: a folder with "
-                              f"{self.expected}")
-        base = settings.data_root(required=False)
-        if base is None:
-            raise ConfigError(f"{settings.DATA_ROOT} is not set: set it (e.g. in .env) to the folder holding "
-                              f"{self.folder}/ or pass dataset.root=PATH")
-        p = base / self.folder
-        if not p.is_dir():
-            hint = f" (download: {self.urls[0]})" if self.urls else ""
-            raise ConfigError(f"dataset {self.name}: {p} does not exist; place {self.expected} there "
-                              f"({settings.DATA_ROOT}={base}){hint} or pass dataset.root=PATH")
-        return p
+        return locate_input(self.name, "root", cfg.get("root"), self.folder, self.expected, self.urls,
+                            required=f"dataset.root is required for dataset {self.name!r}: a folder with "
+                                     f"{self.expected}")
 
     def facts(self, cfg: Mapping) -> FileFacts:
         root = self.root(cfg)
