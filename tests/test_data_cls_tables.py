@@ -22,20 +22,13 @@ from tests._cls_layouts import (
     make_shenzhen,
     save_image,
 )
+from tests.test_data_medmnist import err  # one-line validation error of a dataset config
 
 MEAN, STD = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
 
 
 def make_dm(name, root, size=32, augment="none", batch=4, seed=0, **cfg):
     return ClsDataModule({"name": name, "root": str(root), **cfg}, size, augment, batch, 0, seed, MEAN, STD)
-
-
-def err(cfg, exc=ConfigError) -> str:
-    with pytest.raises(exc) as e:
-        validate_dataset_cfg(cfg)
-    msg = str(e.value)
-    assert "\n" not in msg
-    return msg
 
 
 def patients_of(ids):
